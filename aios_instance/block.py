@@ -1,0 +1,323 @@
+"""`Block`: wires settings, block data, the context, the user's class, the worker and the
+background services (lease, metrics, control API) into one running instance.
+
+``Block(MyBlock).run()`` serves until SIGTERM/SIGINT, then stops claiming, finishes or hands
+back what it holds, and returns (exit code 0). ``Block(MyBlock).start()`` does the same on a
+background thread and returns the ``Runtime`` handle (embedding, tests).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+from . import keys, state
+from ._pipeline import Pipeline
+from .blockdata import BlockData, load_block_data
+from .context import Context
+from .errors import ConfigError, TransportError
+from .events import BlockEvents
+from .hooks import MetricsHooks
+from .metrics import AIOSMetrics, MetricsExporter, MetricsServer, RuntimeMetrics
+from .packet import decode_packet
+from .routing import Router, destination_from_url
+from .sessions import SessionsManager
+from .settings import Settings
+from .sidecars import BlockSideCars
+from .transport.pool import SinkPool
+from .transport.redis import RedisSource, connect
+from .worker import Worker
+
+__all__ = ["Block", "Runtime"]
+
+log = logging.getLogger(__name__)
+
+
+class Block:
+    """The entry point of a block process: ``Block(MyBlock).run()``."""
+
+    def __init__(
+        self,
+        block_class: type[Any],
+        settings: Settings | None = None,
+        *,
+        block_data: BlockData | None = None,
+    ) -> None:
+        self.block_class = block_class
+        self._settings = settings
+        self._block_data = block_data
+        self.runtime: Runtime | None = None
+
+    def run(self) -> None:
+        """Serve until SIGTERM/SIGINT, then drain and return."""
+        runtime = self._build()
+        previous = _install_signals(runtime.stop)
+        try:
+            runtime.serve()
+        finally:
+            _restore_signals(previous)
+
+    def start(self) -> Runtime:
+        """Serve on a background thread; returns the running Runtime (call ``stop()``)."""
+        runtime = self._build()
+        runtime.thread = threading.Thread(target=runtime.serve, name="aios-worker", daemon=True)
+        runtime.thread.start()
+        return runtime
+
+    def _build(self) -> Runtime:
+        settings = self._settings or Settings.from_env()
+        self.runtime = Runtime(self.block_class, settings, self._block_data)
+        return self.runtime
+
+
+class Runtime:
+    """A running instance: the user's block, its pipeline, worker and background services."""
+
+    def __init__(
+        self, block_class: type[Any], settings: Settings, block_data: BlockData | None = None
+    ) -> None:
+        self.settings = s = settings
+        self.block_data = block_data or load_block_data(
+            s.block_id, file=s.block_data_file, blocks_db_uri=s.blocks_db_uri,
+            custom_init_data=s.custom_init_data,
+        )  # fmt: skip
+        self.thread: threading.Thread | None = None
+        self.draining = False
+        self.started_at = time.time()
+        self._param_lock = threading.Lock()
+        self._services: list[Callable[[], None]] = []  # closers, run in reverse at shutdown
+        self.redis = connect(s.redis_url, socket_timeout_s=s.idle_wait_s + 5.0)
+        self.metrics = AIOSMetrics(block_id=s.block_id, instance_id=s.instance_id)
+        self.context = self._make_context()
+        _export_gpus(self.context.allocation_info)
+        state.set_default_redis(self.redis)
+        self.block = block_class(self.context)  # the user's constructor: models load here
+        default = destination_from_url(s.redis_url, s.default_output)
+        self.pipeline = Pipeline(
+            self.block, Router(s.block_id, (default,)), validate_json=s.validate_json
+        )
+        self.source = RedisSource(self.redis, s.block_id, s.instance_id, lease_ttl_s=s.lease_ttl_s)
+        self.sinks = SinkPool()
+        self.runtime_metrics = RuntimeMetrics(self.metrics, self.context.side_cars.names)
+        self.worker = Worker(
+            self.pipeline, self.source, self.sinks, block_id=s.block_id,
+            instance_id=s.instance_id, claim_batch=s.claim_batch,
+            max_deliveries=s.max_deliveries, idle_wait_s=s.idle_wait_s,
+            delivery_timeout_s=s.delivery_timeout_s,
+            hooks=MetricsHooks(self.runtime_metrics),
+        )  # fmt: skip
+        self._lease = _LeaseKeeper(self)
+
+    def _make_context(self) -> Context:
+        s, data = self.settings, self.block_data
+        allocation = s.allocation_info or data.allocation_info or None
+        return Context(
+            block_id=s.block_id,
+            instance_id=s.instance_id,
+            block_data=data.document,
+            block_init_data=data.init_data,
+            block_init_settings=data.init_settings,
+            block_init_parameters=dict(data.parameters),
+            allocation_info=dict(allocation) if allocation else None,
+            metrics=self.metrics,
+            sessions=SessionsManager(),
+            events=BlockEvents(s.block_id, s.events_redis_url or s.redis_url),
+            side_cars=BlockSideCars(s.block_id, data.sidecars),
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def serve(self) -> None:
+        """Start the services, run the worker on this thread until stopped, then drain."""
+        s = self.settings
+        try:
+            self.source.start()
+        except TransportError as exc:
+            raise ConfigError(f"cannot reach the instance Redis at {_safe(s.redis_url)}: {exc}")
+        self._start_services()
+        log.info(
+            "block %s instance %s serving %s on %s (claim batch %d)",
+            s.block_id, s.instance_id, keys.inputs(s.block_id), _safe(s.redis_url), s.claim_batch,
+        )  # fmt: skip
+        try:
+            self.worker.run()
+        finally:
+            self._shutdown()
+
+    def stop(self) -> None:
+        """Stop claiming; serve() then drains and returns."""
+        if not self.draining:
+            log.info("stopping: no new packets are claimed; finishing the ones held")
+        self.draining = True
+        self.worker.stop()
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        """Wait for a background runtime (start()) to finish; True if it did."""
+        if self.thread is None:
+            return True
+        self.thread.join(timeout_s)
+        return not self.thread.is_alive()
+
+    def _start_services(self) -> None:
+        self._lease.start()
+        self._services.append(self._lease.stop)
+        s = self.settings
+        if s.metrics_port:
+            server: MetricsServer = self.metrics.serve_http(s.metrics_port, s.control_bind)
+            self._services.append(server.close)
+        if s.metrics_redis_host:
+            url = _as_url(s.metrics_redis_host)
+            exporter = MetricsExporter(
+                self.metrics, lambda: connect(url), interval_s=s.metrics_interval_s,
+                node_id=s.node_id,
+            ).start()  # fmt: skip
+            self._services.append(exporter.stop)
+        self._start_control()
+
+    def _start_control(self) -> None:
+        """The HTTP control API and the PARAMETER_UPDATES listener (see control.py)."""
+        try:
+            from .control import start_control  # type: ignore[import-not-found,unused-ignore]
+        except ImportError:  # pragma: no cover - control extras missing
+            log.warning("control API unavailable: install starlette and uvicorn")
+            return
+        self._services.extend(start_control(self))
+
+    def _shutdown(self) -> None:
+        t0 = time.monotonic()
+        self.worker.shutdown(self.settings.drain_timeout_s)
+        for close in reversed(self._services):
+            try:
+                close()
+            except Exception:
+                log.exception("error while stopping a service")
+        self.source.close()
+        self.sinks.close()
+        self.context.events.close()
+        self.context.side_cars.close()
+        self.redis.close()
+        state.set_default_redis(None)
+        log.info("stopped in %.2fs", time.monotonic() - t0)
+
+    # -- control-plane operations (HTTP and PARAMETER_UPDATES share them) -------------------
+    def apply_parameters(self, update: dict[str, Any]) -> tuple[bool, Any]:
+        """Validate with on_update first; only on success change block_init_parameters."""
+        on_update = getattr(self.block, "on_update", None)
+        with self._param_lock:
+            if on_update is None:
+                ok, value = True, update
+            else:
+                try:
+                    ok, value = on_update(update)
+                except Exception as exc:
+                    log.exception("on_update raised")
+                    return False, f"on_update raised {exc!r}"
+            if ok:
+                self.context.block_init_parameters.update(value if isinstance(value, dict) else update)
+            return bool(ok), value
+
+    def health(self) -> Any:
+        """The block's health() (default: healthy)."""
+        health = getattr(self.block, "health", None)
+        return health() if health is not None else {"status": "healthy"}
+
+    def management(self, action: str, data: Any) -> Any:
+        """The block's management(action, data)."""
+        management = getattr(self.block, "management", None)
+        if management is None:
+            return {"message": f"block defines no management(); action {action!r} ignored"}
+        return management(action, data)
+
+
+class _LeaseKeeper:
+    """Renews the lease every TTL/3 and requeues lapsed instances' packets every TTL.
+
+    Runs on its own thread (and its own connection from the pool) so user code never delays
+    a renewal; it also samples the queue depth and oldest age for the autoscaler gauges.
+    """
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="aios-lease", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5.0)
+
+    def _loop(self) -> None:
+        source, ttl = self.runtime.source, self.runtime.settings.lease_ttl_s
+        next_reap = 0.0
+        while not self._stop.wait(ttl / 3):
+            try:
+                source.renew_lease()
+                if time.monotonic() >= next_reap:
+                    source.requeue_orphans()
+                    next_reap = time.monotonic() + ttl
+                self._sample()
+            except Exception as exc:  # never die: a missed renewal is retried in TTL/3
+                log.warning("lease renewal failed: %s", exc)
+
+    def _sample(self) -> None:
+        rt = self.runtime
+        m = rt.runtime_metrics
+        m.set_queue_depth(rt.source.depth())
+        m.set_in_flight(rt.worker.in_flight + rt.worker.parked)
+        muxer = rt.pipeline.muxer
+        if muxer is not None and hasattr(muxer, "open_groups"):
+            m.set_muxer_open_groups(muxer.open_groups)
+        oldest = rt.redis.lindex(rt.source.input, -1)
+        age = 0.0
+        if isinstance(oldest, bytes):
+            try:
+                ts = decode_packet(oldest).ts
+                age = max(time.time() - ts, 0.0) if ts > 0 else 0.0
+            except Exception:
+                age = 0.0
+        m.set_oldest_age_s(age)
+
+
+def _export_gpus(allocation: dict[str, Any]) -> None:
+    """Expose the allocated GPUs to CUDA before the user's class (and torch) is constructed."""
+    gpus = allocation.get("gpus") or []
+    if gpus:
+        ids = ",".join(str(g.get("index", g.get("id", g)) if isinstance(g, dict) else g) for g in gpus)
+        os.environ["CUDA_VISIBLE_DEVICES"] = ids
+        log.info("allocated GPUs %s (CUDA_VISIBLE_DEVICES)", ids)
+
+
+def _as_url(host: str) -> str:
+    if "://" in host:
+        return host
+    return f"redis://{host}" if ":" in host else f"redis://{host}:6379"
+
+
+def _safe(url: str) -> str:
+    """A URL with its password masked, for logs."""
+    if "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://***@{rest.split('@', 1)[1]}"
+
+
+def _install_signals(stop: Callable[[], None]) -> dict[int, Any]:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop()
+
+    return {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+
+def _restore_signals(previous: dict[int, Any]) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)

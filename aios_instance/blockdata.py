@@ -1,0 +1,151 @@
+"""Block data: the document that configures a block, from BlocksDB, a local file, or nothing.
+
+Sources, in order: a local JSON/YAML file (``--block-data``/``AIOS_BLOCK_DATA_FILE``) replaces
+BlocksDB; else ``GET {BLOCKS_DB_URI}/blocks/{BLOCK_ID}`` (timeout, bounded retries); else an
+empty document — a block must run with no block data. ``CUSTOM_INIT_DATA`` is then merged
+over it: keys that name sections (``blockInitData``, ``initSettings``, ``parameters``, ...)
+are deep-merged into those sections, any other keys into ``blockInitData``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import _json
+from .errors import ConfigError
+
+__all__ = ["BlockData", "load_block_data"]
+
+log = logging.getLogger(__name__)
+
+SECTIONS = ("blockInitData", "initSettings", "parameters", "sidecars", "allocationInfo")
+
+
+@dataclass(frozen=True)
+class BlockData:
+    """The block-data document and the sections a Context exposes."""
+
+    document: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def init_data(self) -> dict[str, Any]:
+        """``blockInitData``: static configuration."""
+        return _section(self.document, "blockInitData")
+
+    @property
+    def init_settings(self) -> dict[str, Any]:
+        """``initSettings``: runtime settings."""
+        return _section(self.document, "initSettings")
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        """``parameters``: the live-updatable parameters."""
+        return _section(self.document, "parameters")
+
+    @property
+    def sidecars(self) -> dict[str, Any]:
+        """Sidecar configuration (``sidecars``, or ``initSettings.sidecars``)."""
+        return _section(self.document, "sidecars") or _section(self.init_settings, "sidecars")
+
+    @property
+    def allocation_info(self) -> dict[str, Any]:
+        """``allocationInfo`` (GPUs, node, cluster), empty when absent."""
+        return _section(self.document, "allocationInfo")
+
+
+def _section(doc: dict[str, Any], key: str) -> dict[str, Any]:
+    value = doc.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def load_block_data(
+    block_id: str,
+    *,
+    file: str | None = None,
+    blocks_db_uri: str | None = None,
+    custom_init_data: dict[str, Any] | None = None,
+    timeout_s: float = 5.0,
+    retries: int = 3,
+) -> BlockData:
+    """Load and merge the block data; raises ConfigError with the cause when a source fails."""
+    if file:
+        doc = _read_file(Path(file))
+    elif blocks_db_uri:
+        doc = _fetch(blocks_db_uri, block_id, timeout_s, retries)
+    else:
+        doc = {}
+    if custom_init_data:
+        doc = _merge_custom(doc, custom_init_data)
+    return BlockData(doc)
+
+
+def _unwrap(doc: Any, origin: str) -> dict[str, Any]:
+    """Accept the bare document or BlocksDB's ``{"success": ..., "data": {...}}`` envelope."""
+    if isinstance(doc, dict) and "data" in doc and ("success" in doc or len(doc) == 1):
+        doc = doc["data"]
+    if not isinstance(doc, dict):
+        raise ConfigError(f"block data from {origin} is not a JSON object")
+    return doc
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read block data file {path}: {exc}") from None
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            doc = yaml.safe_load(text)
+        else:
+            doc = _json.loads(text)
+    except Exception as exc:
+        raise ConfigError(f"block data file {path} is not valid: {exc}") from None
+    return _unwrap(doc or {}, str(path))
+
+
+def _fetch(base: str, block_id: str, timeout_s: float, retries: int) -> dict[str, Any]:
+    url = f"{base.rstrip('/')}/blocks/{block_id}"
+    last: Exception | None = None
+    for attempt in range(1, retries + 1):
+        try:
+            with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310
+                return _unwrap(_json.loads(resp.read()), url)
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                raise ConfigError(f"BlocksDB has no block {block_id!r} ({url}: 404)") from None
+            last = exc
+        except (OSError, ValueError) as exc:
+            last = exc
+        log.warning("BlocksDB fetch %s failed (attempt %d/%d): %s", url, attempt, retries, last)
+        if attempt < retries:
+            time.sleep(min(0.5 * 2 ** (attempt - 1), 4.0))
+    raise ConfigError(f"cannot load block data from {url} after {retries} attempts: {last}")
+
+
+def _merge_custom(doc: dict[str, Any], custom: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(doc)
+    loose = {k: v for k, v in custom.items() if k not in SECTIONS}
+    for key in SECTIONS:
+        if isinstance(custom.get(key), dict):
+            merged[key] = _deep_merge(_section(merged, key), custom[key])
+    if loose:
+        merged["blockInitData"] = _deep_merge(_section(merged, "blockInitData"), loose)
+    return merged
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out

@@ -1,0 +1,315 @@
+"""``aios-instance``: run a block, send it jobs, watch lists, inspect dead letters.
+
+    aios-instance run my_block.py:MyBlock [--block-data block.json] [--redis URL] [--block-id ID]
+    aios-instance send --data '{"value": 0.7}' --wait
+    aios-instance tail OUTPUT
+    aios-instance dead list | show N | replay [N ...]
+
+With no Redis configured, ``run`` starts an embedded redis-server on a free loopback port and
+records its URL in a small state file, so ``send``/``tail``/``dead`` in another shell find it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import _json, keys
+from .deadletter import record_packets
+from .errors import AIOSError, ConfigError, PacketDecodeError
+from .packet import decode_packet, make_packet
+from .settings import Settings
+
+__all__ = ["load_block_class", "main"]
+
+log = logging.getLogger("aios_instance.cli")
+
+
+def _state_file() -> Path:
+    """Where ``run`` records its embedded Redis (per user, per machine)."""
+    return Path(tempfile.gettempdir()) / f"aios-instance-{os.getuid()}" / "embedded.json"
+
+
+def load_block_class(spec: str) -> type[Any]:
+    """Load ``path/to/file.py:Class`` or ``package.module:Class``."""
+    target, sep, name = spec.rpartition(":")
+    if not sep or not target or not name:
+        raise ConfigError(f"block must be given as FILE.py:Class or module:Class, got {spec!r}")
+    if target.endswith(".py") or os.sep in target:
+        path = Path(target).resolve()
+        if not path.exists():
+            raise ConfigError(f"block file not found: {path}")
+        module_name = f"aios_block_{path.stem}_{abs(hash(str(path)))}"
+        loader_spec = importlib.util.spec_from_file_location(module_name, path)
+        if loader_spec is None or loader_spec.loader is None:
+            raise ConfigError(f"cannot import {path}")
+        module = importlib.util.module_from_spec(loader_spec)
+        sys.modules[module_name] = module
+        sys.path.insert(0, str(path.parent))  # the block's sibling modules import as usual
+        loader_spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(target)
+    cls = getattr(module, name, None)
+    if not isinstance(cls, type):
+        raise ConfigError(f"{target} defines no class {name!r}")
+    return cls
+
+
+# -- run ------------------------------------------------------------------------------------
+def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from .block import Block
+    from .embedded import EmbeddedRedis
+
+    block_class = load_block_class(args.block)
+    embedded = None
+    if not settings.redis_configured:
+        embedded = EmbeddedRedis(binary=settings.redis_server_binary).start()
+        settings = settings.with_overrides(redis_url_override=embedded.url)
+        _write_state({"url": embedded.url, "block_id": settings.block_id, "pid": os.getpid()})
+        print(f"embedded redis-server at {embedded.url}", flush=True)
+    print(f"serving block {settings.block_id} (input list {keys.inputs(settings.block_id)})",
+          flush=True)  # fmt: skip
+    try:
+        Block(block_class, settings).run()
+    finally:
+        if embedded is not None:
+            _state_file().unlink(missing_ok=True)
+            embedded.stop()
+    return 0
+
+
+def _write_state(state: dict[str, Any]) -> None:
+    path = _state_file()
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.write_text(_json.dumps(state))
+
+
+def _read_state() -> dict[str, Any] | None:
+    try:
+        state = _json.loads(_state_file().read_text())
+        os.kill(int(state["pid"]), 0)  # the recording `run` must still be alive
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return state if isinstance(state, dict) else None
+
+
+def _client_settings(settings: Settings) -> Settings:
+    """For send/tail/dead: the configured Redis, else a running embedded one."""
+    if settings.redis_configured:
+        return settings
+    state = _read_state()
+    if state is None:
+        return settings
+    block_id = settings.block_id if settings.block_id_configured else state.get("block_id")
+    return settings.with_overrides(redis_url_override=state["url"], block_id=block_id)
+
+
+# -- send / tail ----------------------------------------------------------------------------
+def _cmd_send(args: argparse.Namespace, settings: Settings) -> int:
+    from .transport.redis import connect
+
+    settings = _client_settings(settings)
+    client = connect(settings.redis_url, socket_timeout_s=args.timeout + 5)
+    try:
+        data = _json.loads(args.data) if args.data is not None else None
+    except ValueError as exc:
+        raise ConfigError(f"--data is not valid JSON: {exc}") from None
+    files = [({"filename": Path(p).name}, Path(p).read_bytes()) for p in args.file or ()]
+    reply = f"aios:reply:{uuid.uuid4().hex}" if args.wait else None
+    output_ptr: Any = args.output_ptr or ""
+    if reply:
+        kw = client.connection_pool.connection_kwargs
+        output_ptr = {"outputs": [{"host": kw.get("host", "localhost"),
+                                   "port": kw.get("port", 6379), "queue_name": reply}]}  # fmt: skip
+    queue = args.to or keys.inputs(settings.block_id)
+    for i in range(args.count):
+        packet = make_packet(data, files=files, session_id=args.session or uuid.uuid4().hex,
+                             seq_no=args.seq + i, output_ptr=output_ptr)  # fmt: skip
+        client.lpush(queue, packet.SerializeToString())
+    if not reply:
+        print(f"sent {args.count} packet(s) to {queue}")
+        return 0
+    return _await_replies(client, reply, args.count, args.timeout)
+
+
+def _await_replies(client: Any, reply: str, count: int, timeout_s: float) -> int:
+    deadline = time.monotonic() + timeout_s
+    for _ in range(count):
+        left = deadline - time.monotonic()
+        item = client.brpop([reply], timeout=max(left, 0.01)) if left > 0 else None
+        if item is None:
+            print(f"error: no output within {timeout_s:g}s (is the block running?)",
+                  file=sys.stderr)  # fmt: skip
+            return 1
+        print(_pretty(decode_packet(_b(item[1])).data), flush=True)
+    client.delete(reply)
+    return 0
+
+
+def _cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
+    from .transport.redis import connect
+
+    settings = _client_settings(settings)
+    client = connect(settings.redis_url, socket_timeout_s=max(args.timeout, 1.0) + 5)
+    seen = 0
+    deadline = time.monotonic() + args.timeout if args.timeout else None
+    while args.count is None or seen < args.count:
+        wait = 1.0 if deadline is None else deadline - time.monotonic()
+        if wait <= 0:
+            break
+        item = client.brpop([args.queue], timeout=min(wait, 1.0))
+        if item is not None:
+            print(_describe(_b(item[1])), flush=True)
+            seen += 1
+    return 0
+
+
+def _pretty(data: str) -> str:
+    """Output data as the stdlib prints JSON (``{"value": 0.7, "passed": true}``)."""
+    try:
+        return json.dumps(_json.loads(data)) if data else ""
+    except ValueError:
+        return data
+
+
+def _b(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()
+
+
+def _describe(raw: bytes) -> str:
+    try:
+        packet = decode_packet(raw)
+    except PacketDecodeError as exc:
+        return _json.dumps({"error": exc.message, "bytes": len(raw)})
+    try:
+        data: Any = _json.loads(packet.data) if packet.data else None
+    except ValueError:
+        data = packet.data
+    return _json.dumps({
+        "session_id": packet.session_id, "seq_no": packet.seq_no, "ts": packet.ts,
+        "data": data, "files": len(packet.files),
+    })  # fmt: skip
+
+
+# -- dead letters ---------------------------------------------------------------------------
+def _cmd_dead(args: argparse.Namespace, settings: Settings) -> int:
+    from .transport.redis import connect
+
+    settings = _client_settings(settings)
+    client = connect(settings.redis_url)
+    dead_key = keys.dead_letters(settings.block_id)
+    records = [_b(r) for r in client.lrange(dead_key, 0, -1)[::-1]]  # oldest first
+    if args.action == "list":
+        for i, raw in enumerate(records):
+            rec = _json.loads(raw)
+            print(f"{i}\t{rec.get('outcome')}\t{rec.get('stage')}\t{rec.get('session_id')}:"
+                  f"{rec.get('seq_no')}\t{rec.get('reason')}")  # fmt: skip
+        print(f"{len(records)} dead letter(s) in {dead_key}", file=sys.stderr)
+        return 0
+    picks = _pick(records, args.indexes, every=args.action == "replay" and args.all)
+    if args.action == "show":
+        for i in picks:
+            print(_json.dumps(_json.loads(records[i])))
+        return 0
+    replayed = 0
+    for i in picks:
+        rec = _json.loads(records[i])
+        pipe = client.pipeline(transaction=True)
+        for packet in record_packets(rec):
+            pipe.lpush(keys.inputs(settings.block_id), packet)
+            replayed += 1
+        pipe.lrem(dead_key, 1, records[i])  # type: ignore[arg-type]  # redis-py accepts bytes
+        pipe.execute()
+    print(f"replayed {replayed} packet(s) from {len(picks)} record(s)")
+    return 0
+
+
+def _pick(records: Sequence[bytes], indexes: Sequence[int], *, every: bool) -> list[int]:
+    if every:
+        return list(range(len(records)))
+    if not indexes:
+        raise ConfigError("name the dead letters by index (see `aios-instance dead list`)")
+    bad = [i for i in indexes if not 0 <= i < len(records)]
+    if bad:
+        raise ConfigError(f"no dead letter at index {bad[0]} (there are {len(records)})")
+    return list(indexes)
+
+
+# -- parser ---------------------------------------------------------------------------------
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="aios-instance", description="Run AIOS blocks and talk to them over Redis."
+    )
+    p.add_argument("--redis", help="Redis URL (default: REDIS_*/AIOS_REDIS_URL, else embedded)")
+    p.add_argument("--block-id", help="block id (default: BLOCK_ID, else 'block')")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="serve a block class", description="Serve a block class.")
+    run.add_argument("block", help="FILE.py:Class or module:Class")
+    run.add_argument("--block-data", help="local JSON/YAML block-data document")
+
+    send = sub.add_parser("send", help="send a job to a block", description="Send a job.")
+    send.add_argument("--data", help="JSON for the packet's data")
+    send.add_argument("--file", action="append", help="attach a file (repeatable)")
+    send.add_argument("--session", help="session_id (default: random)")
+    send.add_argument("--seq", type=int, default=0, help="seq_no (default 0)")
+    send.add_argument("--to", help="queue (default: {block_id}_inputs)")
+    send.add_argument("--output-ptr", help="output_ptr JSON to put in the packet")
+    send.add_argument("--count", type=int, default=1, help="send N copies (seq_no increments)")
+    send.add_argument("--wait", action="store_true", help="wait for and print the output")
+    send.add_argument("--timeout", type=float, default=10.0, help="--wait limit in seconds")
+
+    tail = sub.add_parser("tail", help="print packets from a list as they arrive",
+                          description="Pop and print packets from a Redis list.")  # fmt: skip
+    tail.add_argument("queue")
+    tail.add_argument("--count", type=int, help="stop after N packets")
+    tail.add_argument("--timeout", type=float, default=0.0, help="stop after S seconds")
+
+    dead = sub.add_parser("dead", help="inspect and replay dead letters",
+                          description="Inspect and replay {block_id}_dead.")  # fmt: skip
+    dead.add_argument("action", choices=("list", "show", "replay"))
+    dead.add_argument("indexes", nargs="*", type=int, help="record indexes (from `dead list`)")
+    dead.add_argument("--all", action="store_true", help="replay every record")
+    return p
+
+
+_COMMANDS = {"run": _cmd_run, "send": _cmd_send, "tail": _cmd_tail, "dead": _cmd_dead}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point; returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env(
+            block_id=args.block_id, redis_url_override=args.redis,
+            block_data_file=getattr(args, "block_data", None),
+        )  # fmt: skip
+        if "AIOS_CONTROL_BIND" not in settings.configured:
+            settings = settings.with_overrides(control_bind="127.0.0.1")  # dev: loopback only
+        logging.basicConfig(
+            level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+        return _COMMANDS[args.command](args, settings)
+    except AIOSError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # one line, not a traceback, for anything unexpected
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

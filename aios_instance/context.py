@@ -1,0 +1,59 @@
+"""`Context`: what a block receives in ``__init__``.
+
+Every attribute always holds a working object (never a placeholder): metrics, sessions,
+events and side_cars work in memory when no Redis is configured, so a block can be constructed
+anywhere. The runtime builds it from settings and block data; tests use ``TestContext``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .events import BlockEvents
+from .metrics import AIOSMetrics
+from .sessions import SessionsManager
+from .sidecars import BlockSideCars
+
+__all__ = ["Context", "default_allocation_info"]
+
+
+def default_allocation_info() -> dict[str, Any]:
+    """The allocation of a block that was given no GPUs: ``{"gpus": [], "node_id", "cluster_id"}``."""
+    return {"gpus": [], "node_id": "", "cluster_id": ""}
+
+
+class Context:
+    """Configuration and services handed to a block's constructor.
+
+    Attributes are plain and assignable (the spec's tests replace them).
+    """
+
+    def __init__(
+        self,
+        *,
+        block_id: str = "",
+        instance_id: str = "",
+        block_data: dict[str, Any] | None = None,
+        block_init_data: dict[str, Any] | None = None,
+        block_init_settings: dict[str, Any] | None = None,
+        block_init_parameters: dict[str, Any] | None = None,
+        allocation_info: dict[str, Any] | None = None,
+        metrics: AIOSMetrics | None = None,
+        sessions: SessionsManager | None = None,
+        events: BlockEvents | None = None,
+        side_cars: BlockSideCars | None = None,
+    ) -> None:
+        self.block_id = block_id
+        self.instance_id = instance_id
+        self.block_data: dict[str, Any] = block_data if block_data is not None else {}
+        self.block_init_data: dict[str, Any] = block_init_data or {}
+        self.block_init_settings: dict[str, Any] = block_init_settings or {}
+        self.block_init_parameters: dict[str, Any] = block_init_parameters or {}
+        self.allocation_info: dict[str, Any] = allocation_info or default_allocation_info()
+        self.metrics = metrics or AIOSMetrics(block_id=block_id, instance_id=instance_id)
+        self.sessions = sessions or SessionsManager()
+        self.events = events or BlockEvents(block_id=block_id)
+        self.side_cars = side_cars or BlockSideCars(block_id, {})
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(block_id={self.block_id!r}, instance_id={self.instance_id!r})"

@@ -1,0 +1,274 @@
+"""`AIOSPacket` and `FileInfo`: the job as a block author sees it, and its wire format.
+
+The wire format is the protobuf message in ``proto/aios_packet.proto``. The Python type is a
+small mutable object instead of the generated message because the contract needs what a
+protobuf string field cannot hold: a Muxer hands ``on_preprocess`` a packet whose ``data`` is
+the dict ``{"inputs": [...]}``. Any non-string ``data`` (or ``metadata``/``output_ptr``) is
+JSON-encoded when the packet is serialized. The protobuf-style methods a block may call
+(``SerializeToString``, ``ParseFromString``, ``FromString``, ``CopyFrom``) work as usual.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from google.protobuf.message import DecodeError, EncodeError
+
+from . import _json
+from ._proto import aios_packet_pb2 as _pb
+from .errors import DataDecodeError, PacketDecodeError, PacketError
+
+__all__ = [
+    "AIOSPacket",
+    "FileInfo",
+    "FileList",
+    "decode_packet",
+    "encode_output",
+    "make_packet",
+    "packet_json",
+]
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else _json.dumps(value)
+
+
+class FileInfo:
+    """A file attached to a packet: JSON ``metadata`` and raw ``file_data`` bytes."""
+
+    __slots__ = ("file_data", "metadata")
+
+    def __init__(self, metadata: str | Mapping[str, Any] = "", file_data: bytes = b"") -> None:
+        self.metadata: str | Mapping[str, Any] = metadata
+        self.file_data: bytes = file_data
+
+    def metadata_dict(self) -> Any:
+        """The metadata parsed from JSON (``{}`` when empty)."""
+        if not isinstance(self.metadata, str):
+            return self.metadata
+        return _json.loads(self.metadata) if self.metadata else {}
+
+    def _to_proto(self) -> _pb.FileInfo:
+        return _pb.FileInfo(metadata=_text(self.metadata), file_data=bytes(self.file_data))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, FileInfo):
+            return NotImplemented
+        return _text(self.metadata) == _text(other.metadata) and self.file_data == other.file_data
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return f"FileInfo(metadata={self.metadata!r}, file_data=<{len(self.file_data)} bytes>)"
+
+
+class FileList(list[FileInfo]):
+    """The ``files`` of a packet: a list that also offers protobuf's ``add(...)``."""
+
+    def add(self, metadata: str | Mapping[str, Any] = "", file_data: bytes = b"") -> FileInfo:
+        """Append a new FileInfo and return it."""
+        info = FileInfo(metadata, file_data)
+        self.append(info)
+        return info
+
+
+def _file_list(files: Iterable[Any]) -> FileList:
+    out = FileList()
+    for item in files:
+        if isinstance(item, FileInfo):
+            out.append(item)
+        elif isinstance(item, _pb.FileInfo):
+            out.append(FileInfo(item.metadata, item.file_data))
+        else:
+            metadata, file_data = item  # the (metadata, bytes) tuple form
+            out.append(FileInfo(metadata, file_data))
+    return out
+
+
+class AIOSPacket:
+    """One job. Fields as in the protobuf message; ``data`` may also hold a dict or list."""
+
+    __slots__ = ("_files", "data", "output_ptr", "seq_no", "session_id", "ts")
+
+    def __init__(
+        self,
+        session_id: str = "",
+        seq_no: int = 0,
+        data: Any = "",
+        ts: float = 0.0,
+        output_ptr: Any = "",
+        files: Iterable[Any] = (),
+    ) -> None:
+        self.session_id: str = session_id
+        self.seq_no: int = seq_no
+        self.data: Any = data
+        self.ts: float = ts
+        self.output_ptr: Any = output_ptr
+        self._files = _file_list(files)
+
+    @property
+    def files(self) -> FileList:
+        """Attached files; assign any iterable of FileInfo or ``(metadata, bytes)`` tuples."""
+        return self._files
+
+    @files.setter
+    def files(self, value: Iterable[Any]) -> None:
+        self._files = value if isinstance(value, FileList) else _file_list(value)
+
+    # -- protobuf-compatible surface -------------------------------------------------------
+    def SerializeToString(self) -> bytes:
+        """Encode to the wire format (non-string ``data`` is JSON-encoded)."""
+        try:
+            return self.to_proto().SerializeToString()
+        except (TypeError, ValueError, EncodeError) as exc:
+            raise PacketError(
+                f"cannot encode packet: {exc}", session_id=str(self.session_id), seq_no=0
+            ) from exc
+
+    def ParseFromString(self, raw: bytes) -> int:
+        """Replace this packet's fields with those decoded from ``raw``; returns len(raw)."""
+        other = decode_packet(raw)
+        self.CopyFrom(other)
+        return len(raw)
+
+    @classmethod
+    def FromString(cls, raw: bytes) -> AIOSPacket:
+        """Decode a packet from the wire format (raises PacketDecodeError)."""
+        return decode_packet(raw)
+
+    def CopyFrom(self, other: AIOSPacket) -> None:
+        """Make this packet a deep copy of ``other``."""
+        clone = copy.deepcopy(other)
+        for name in ("session_id", "seq_no", "data", "ts", "output_ptr", "_files"):
+            setattr(self, name, getattr(clone, name))
+
+    def Clear(self) -> None:
+        """Reset every field to its default."""
+        self.__init__()  # type: ignore[misc]
+
+    def ByteSize(self) -> int:
+        """Size of the serialized packet in bytes."""
+        return len(self.SerializeToString())
+
+    def to_proto(self) -> _pb.AIOSPacket:
+        """The generated protobuf message for this packet."""
+        return _pb.AIOSPacket(
+            session_id=self.session_id,
+            seq_no=self.seq_no,
+            data=_text(self.data),
+            ts=self.ts,
+            output_ptr=_text(self.output_ptr),
+            files=[f._to_proto() for f in self._files],
+        )
+
+    # -- conveniences ----------------------------------------------------------------------
+    def json(self) -> Any:
+        """``data`` parsed from JSON (returned as is when it is already a dict or list)."""
+        return packet_json(self)
+
+    def __copy__(self) -> AIOSPacket:
+        return AIOSPacket(
+            self.session_id, self.seq_no, self.data, self.ts, self.output_ptr, self._files
+        )
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> AIOSPacket:
+        return AIOSPacket(
+            self.session_id,
+            self.seq_no,
+            copy.deepcopy(self.data, memo),
+            self.ts,
+            copy.deepcopy(self.output_ptr, memo),
+            [FileInfo(copy.deepcopy(f.metadata, memo), f.file_data) for f in self._files],
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, AIOSPacket):
+            return NotImplemented
+        return self.to_proto() == other.to_proto()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        data = self.data if len(str(self.data)) <= 80 else f"{str(self.data)[:77]}..."
+        return (
+            f"AIOSPacket(session_id={self.session_id!r}, seq_no={self.seq_no}, data={data!r}, "
+            f"ts={self.ts}, output_ptr={self.output_ptr!r}, files={len(self._files)})"
+        )
+
+
+def decode_packet(raw: bytes) -> AIOSPacket:
+    """Decode wire bytes into an AIOSPacket; raises PacketDecodeError with the cause."""
+    msg = _pb.AIOSPacket()
+    try:
+        msg.ParseFromString(raw)
+    except (DecodeError, TypeError, ValueError) as exc:
+        raise PacketDecodeError(f"not a valid AIOSPacket ({len(raw)} bytes): {exc}") from None
+    packet = AIOSPacket.__new__(AIOSPacket)
+    packet.session_id = msg.session_id
+    packet.seq_no = msg.seq_no
+    packet.data = msg.data
+    packet.ts = msg.ts
+    packet.output_ptr = msg.output_ptr
+    files = FileList()
+    for f in msg.files:
+        files.append(FileInfo(f.metadata, f.file_data))
+    packet._files = files
+    return packet
+
+
+def encode_output(source: AIOSPacket, data: str, files: Iterable[Any] | None = None) -> bytes:
+    """Serialize an output packet: ``source``'s identity and routing with new ``data``.
+
+    The hot path of every job: builds the protobuf message directly, without an
+    intermediate AIOSPacket.
+    """
+    files = source.files if files is None else _file_list(files)
+    return _pb.AIOSPacket(
+        session_id=source.session_id,
+        seq_no=source.seq_no,
+        data=data,
+        ts=source.ts,
+        output_ptr=_text(source.output_ptr),
+        files=[f._to_proto() for f in files] if files else None,
+    ).SerializeToString()
+
+
+def packet_json(packet: AIOSPacket) -> Any:
+    """Parse ``packet.data``; raises DataDecodeError naming the job when it is not JSON."""
+    data = packet.data
+    if not isinstance(data, (str, bytes)):
+        return data
+    try:
+        return _json.loads(data)
+    except ValueError as exc:
+        raise DataDecodeError(
+            f"packet data is not valid JSON: {exc}",
+            session_id=packet.session_id,
+            seq_no=packet.seq_no,
+        ) from None
+
+
+def make_packet(
+    data: Any = None,
+    *,
+    files: Iterable[Any] = (),
+    session_id: str = "",
+    seq_no: int = 0,
+    ts: float | None = None,
+    output_ptr: Any = "",
+) -> AIOSPacket:
+    """Build a packet from Python values: ``data`` → JSON, files as ``(metadata, bytes)``.
+
+    ``ts`` defaults to now; a dict ``output_ptr`` is JSON-encoded.
+    """
+    return AIOSPacket(
+        session_id=session_id,
+        seq_no=seq_no,
+        data="" if data is None else _text(data),
+        ts=time.time() if ts is None else ts,
+        output_ptr=_text(output_ptr),
+        files=files,
+    )

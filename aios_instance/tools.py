@@ -1,0 +1,272 @@
+"""Job grouping tools: `Muxer`, `Batcher` and `TimeBasedBatcher`.
+
+The API is the one in the SDK spec (``process_packet`` / ``add_to_batch``), with what a
+long-running runtime needs on top of it:
+
+- ``Muxer`` groups packets by ``(session_id, seq_no)`` and merges a full group into one packet
+  whose ``data`` is the dict ``{"inputs": [...]}``. Incomplete groups expire after ``ttl_s``
+  and at most ``max_groups`` are held; expired and evicted groups are handed back by
+  ``expire()`` so the runtime can report them (never kept forever, never dropped silently).
+- ``TimeBasedBatcher`` flushes on count or age; ``next_deadline()``/``poll()`` let the runtime
+  flush a due batch when no new packet arrives.
+- Every class is thread-safe behind one lock, held only for the bookkeeping.
+
+Clocks are injectable (``clock=``) and must not go backwards; the default is
+``time.monotonic``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .packet import AIOSPacket, FileList, packet_json
+
+__all__ = ["Batcher", "ExpiredGroup", "GroupKey", "Muxer", "TimeBasedBatcher"]
+
+logger = logging.getLogger(__name__)
+
+GroupKey = tuple[str, int]
+"""What the Muxer groups by: ``(session_id, seq_no)``."""
+
+Clock = Callable[[], float]
+Reason = Literal["expired", "evicted", "drained"]
+
+
+def _check_count(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+
+
+def _check_seconds(name: str, value: float) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive finite number of seconds, got {value!r}")
+
+
+@dataclass(frozen=True)
+class ExpiredGroup:
+    """An incomplete Muxer group that was removed: by age, by eviction or by ``drain()``."""
+
+    key: GroupKey
+    packets: tuple[AIOSPacket, ...]
+    received: int
+    expected: int
+    age_s: float
+    reason: Reason = "expired"
+
+    @property
+    def session_id(self) -> str:
+        """The group's session_id."""
+        return self.key[0]
+
+    @property
+    def seq_no(self) -> int:
+        """The group's seq_no."""
+        return self.key[1]
+
+
+@dataclass
+class _Group:
+    started: float
+    due: float  # started + ttl_s, stored so expire() agrees exactly with next_deadline()
+    packets: list[AIOSPacket] = field(default_factory=list)
+    inputs: list[Any] = field(default_factory=list)
+
+    def close(self, key: GroupKey, expected: int, now: float, reason: Reason) -> ExpiredGroup:
+        packets = tuple(self.packets)
+        return ExpiredGroup(key, packets, len(packets), expected, now - self.started, reason)
+
+
+def _parse(packet: AIOSPacket) -> Any:
+    # An empty payload is what make_packet(None) produces; JSON has no empty document, so
+    # it becomes None rather than an error.
+    if isinstance(packet.data, (str, bytes)) and not packet.data:
+        return None
+    return packet_json(packet)
+
+
+def _merge(packets: list[AIOSPacket], inputs: list[Any]) -> AIOSPacket:
+    merged = copy.deepcopy(packets[0])
+    merged.data = {"inputs": inputs}
+    merged.files = FileList(f for p in packets for f in p.files)
+    return merged
+
+
+class Muxer:
+    """Merge every N packets that share ``(session_id, seq_no)`` into one packet."""
+
+    def __init__(
+        self,
+        N: int,
+        ttl_s: float = 60.0,
+        max_groups: int = 10_000,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        _check_count("N", N)
+        _check_seconds("ttl_s", ttl_s)
+        _check_count("max_groups", max_groups)
+        self.N = N
+        self.ttl_s = float(ttl_s)
+        self.max_groups = max_groups
+        self._clock = clock
+        self._lock = threading.Lock()
+        # Insertion order is start order (clock read under the lock), so the oldest group is
+        # always first: expiry and eviction look only at the front.
+        self._groups: dict[GroupKey, _Group] = {}
+        self._evicted: list[tuple[float, ExpiredGroup]] = []
+
+    def process_packet(self, packet: AIOSPacket) -> AIOSPacket | None:
+        """Buffer a packet; return the merged packet when its group is complete, else None."""
+        if self.N == 1:
+            return packet
+        value = _parse(packet)  # raises DataDecodeError before any state changes
+        key: GroupKey = (packet.session_id, packet.seq_no)
+        with self._lock:
+            group = self._groups.get(key)
+            if group is None:
+                group = self._open(key)
+            group.packets.append(packet)
+            group.inputs.append(value)
+            if len(group.packets) < self.N:
+                return None
+            del self._groups[key]
+        return _merge(group.packets, group.inputs)
+
+    def _open(self, key: GroupKey) -> _Group:
+        now = self._clock()
+        if len(self._groups) >= self.max_groups:
+            old_key = next(iter(self._groups))
+            old = self._groups.pop(old_key).close(old_key, self.N, now, "evicted")
+            self._evicted.append((now, old))
+            logger.debug("muxer evicted group %r (max_groups=%d)", old_key, self.max_groups)
+        group = self._groups[key] = _Group(now, now + self.ttl_s)
+        return group
+
+    def expire(self, now: float | None = None) -> list[ExpiredGroup]:
+        """Remove and return evicted groups and groups whose age reached ``ttl_s``."""
+        with self._lock:
+            now = self._clock() if now is None else now
+            out = [group for _, group in self._evicted]
+            self._evicted.clear()
+            while self._groups:
+                key, group = next(iter(self._groups.items()))
+                if now < group.due:
+                    break
+                del self._groups[key]
+                out.append(group.close(key, self.N, now, "expired"))
+        return out
+
+    def next_deadline(self) -> float | None:
+        """Clock time at which ``expire()`` has something to return; None when nothing is held."""
+        with self._lock:
+            if self._evicted:
+                return self._evicted[0][0]  # already due: collect evictions right away
+            if not self._groups:
+                return None
+            return next(iter(self._groups.values())).due
+
+    @property
+    def open_groups(self) -> int:
+        """Number of incomplete groups currently buffered (evicted ones not included)."""
+        with self._lock:
+            return len(self._groups)
+
+    def pending_packets(self) -> list[AIOSPacket]:
+        """Every packet still held (open and evicted-but-unreported groups), oldest first."""
+        with self._lock:
+            held = [p for _, g in self._evicted for p in g.packets]
+            held.extend(p for g in self._groups.values() for p in g.packets)
+        return held
+
+    def drain(self) -> list[ExpiredGroup]:
+        """Remove and return every held group (evicted ones first), e.g. at shutdown."""
+        with self._lock:
+            now = self._clock()
+            out = [group for _, group in self._evicted]
+            out.extend(g.close(k, self.N, now, "drained") for k, g in self._groups.items())
+            self._evicted.clear()
+            self._groups.clear()
+        return out
+
+
+class _BatchBuffer:
+    """What both batchers share: a lock, the held items and flush()."""
+
+    def __init__(self, N: int) -> None:
+        _check_count("N", N)
+        self.N = N
+        self._lock = threading.Lock()
+        self._items: list[Any] = []
+
+    def _take(self) -> list[Any]:
+        # Caller holds the lock. Hand over the list itself and start a fresh one (no copy).
+        items, self._items = self._items, []
+        return items
+
+    def flush(self) -> list[Any]:
+        """Return and clear whatever is held (an empty list when nothing is)."""
+        with self._lock:
+            return self._take()
+
+    @property
+    def pending(self) -> tuple[Any, ...]:
+        """A snapshot of the items held, oldest first."""
+        with self._lock:
+            return tuple(self._items)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
+
+
+class Batcher(_BatchBuffer):
+    """Collect items and emit them N at a time."""
+
+    def add_to_batch(self, packet: Any) -> list[Any] | None:
+        """Add an item; return the batch of N when it is full, else None."""
+        with self._lock:
+            self._items.append(packet)
+            return self._take() if len(self._items) >= self.N else None
+
+
+class TimeBasedBatcher(_BatchBuffer):
+    """Collect items; emit when N are held or T seconds after the batch's first item."""
+
+    def __init__(self, N: int, T: float, clock: Clock = time.monotonic) -> None:
+        super().__init__(N)
+        _check_seconds("T", T)
+        self.T = float(T)
+        self._clock = clock
+        # When the current batch is due: its first item's time + T. Compared as stored so
+        # that poll(next_deadline()) always flushes (now - start >= T can differ in floats).
+        self._due = 0.0
+
+    def add_to_batch(self, packet: Any) -> list[Any] | None:
+        """Add an item; return the batch (including it) when full or due, else None."""
+        with self._lock:
+            now = self._clock()
+            if not self._items:
+                self._due = now + self.T
+            self._items.append(packet)
+            if len(self._items) >= self.N or now >= self._due:
+                return self._take()
+            return None
+
+    def next_deadline(self) -> float | None:
+        """Clock time at which the current batch becomes due; None when nothing is held."""
+        with self._lock:
+            return self._due if self._items else None
+
+    def poll(self, now: float | None = None) -> list[Any] | None:
+        """Return and clear the batch if it is due, else None (call it at ``next_deadline``)."""
+        with self._lock:
+            if not self._items:
+                return None
+            now = self._clock() if now is None else now
+            return self._take() if now >= self._due else None

@@ -1,0 +1,60 @@
+"""Transports: where jobs come from (sources) and where outputs go (sinks).
+
+A *source* claims jobs and acknowledges them once their outputs are pushed; a *sink* pushes
+serialized packets to one destination endpoint. Implementations: ``redis`` (the reliable
+production source and pooled Redis sinks), ``grpc`` (InferenceProxy sinks) and ``memory``
+(in-process, for tests and embedding).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple, Protocol
+
+from ..routing import Destination
+
+__all__ = ["Claim", "Sink", "Source"]
+
+
+class Claim(NamedTuple):
+    """A claimed job: its bytes and how many times it has been delivered (1 = first time)."""
+
+    raw: bytes
+    attempt: int
+
+
+class Sink(Protocol):
+    """Pushes serialized packets to lists/endpoints of one destination address."""
+
+    def push(self, batches: Mapping[Destination, Sequence[bytes]]) -> None:
+        """Push every payload to its destination in as few round trips as possible.
+
+        Raises TransportError when the endpoint cannot be reached (nothing is assumed pushed).
+        """
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+class Source(Protocol):
+    """Claims jobs and acknowledges them; the commit also carries local pushes."""
+
+    def claim(self, max_count: int, timeout_s: float) -> list[Claim]:
+        """Claim up to ``max_count`` jobs, waiting at most ``timeout_s`` for the first."""
+
+    def is_local(self, destination: Destination) -> bool:
+        """Whether pushes to ``destination`` can ride in the same round trip as the ack."""
+
+    def commit(
+        self,
+        pushes: Mapping[Destination, Sequence[bytes]],
+        acks: Sequence[bytes],
+        dead: Sequence[bytes],
+    ) -> None:
+        """Atomically push local outputs and dead letters and acknowledge ``acks``."""
+
+    def release(self, raws: Sequence[bytes]) -> None:
+        """Hand claimed, unprocessed jobs back to the front of the input (shutdown)."""
+
+    def close(self) -> None:
+        """Release connections and this instance's lease."""

@@ -1,0 +1,274 @@
+"""The reliable Redis source and pooled Redis sinks.
+
+Claiming moves up to K packets from ``{BLOCK_ID}_inputs`` into this instance's processing
+list in one atomic round trip (a Lua script); a commit pushes the batch's local outputs and
+dead letters and removes the acknowledged packets from the processing list in one MULTI/EXEC
+round trip. A packet therefore leaves Redis only after its outputs are in Redis.
+
+Each instance renews a lease key; any instance requeues the processing list of an instance
+whose lease lapsed, to the *front* of the input, counting the delivery attempt (a hash keyed
+by the packet's SHA-1, touched only on that rare path, so the hot path pays one HLEN).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from .. import keys
+from ..errors import TransportError
+from ..routing import Destination
+from . import Claim
+
+__all__ = ["RedisSink", "RedisSource", "connect"]
+
+log = logging.getLogger(__name__)
+
+_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
+
+# KEYS: input, processing, attempts. ARGV: max count.
+# Returns {items} or {items, attempt counts} when any packet was ever requeued.
+_CLAIM = """
+local items = redis.call('RPOP', KEYS[1], ARGV[1])
+if not items then return {} end
+redis.call('LPUSH', KEYS[2], unpack(items))
+if redis.call('HLEN', KEYS[3]) == 0 then return {items} end
+local counts = {}
+for i = 1, #items do
+  counts[i] = tonumber(redis.call('HGET', KEYS[3], redis.sha1hex(items[i])) or '0')
+end
+return {items, counts}
+"""
+
+# KEYS: processing, attempts. ARGV: acknowledged packets.
+_ACK = """
+for i = 1, #ARGV do redis.call('LREM', KEYS[1], 1, ARGV[i]) end
+if redis.call('HLEN', KEYS[2]) > 0 then
+  for i = 1, #ARGV do redis.call('HDEL', KEYS[2], redis.sha1hex(ARGV[i])) end
+end
+return #ARGV
+"""
+
+# KEYS: lease, processing, input, attempts, instances. ARGV: instance id, force, count attempt.
+# Oldest packets end up rightmost in the input, i.e. next to be consumed.
+_REQUEUE = """
+if ARGV[2] == '0' and redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
+local items = redis.call('LRANGE', KEYS[2], 0, -1)
+for i = 1, #items do
+  redis.call('RPUSH', KEYS[3], items[i])
+  if ARGV[3] == '1' then redis.call('HINCRBY', KEYS[4], redis.sha1hex(items[i]), 1) end
+end
+redis.call('DEL', KEYS[2])
+if ARGV[2] == '0' then redis.call('SREM', KEYS[5], ARGV[1]) end
+return #items
+"""
+
+# KEYS: processing, input. ARGV: packets in claim order. Hands them back to the front.
+_RELEASE = """
+for i = #ARGV, 1, -1 do
+  if redis.call('LREM', KEYS[1], 1, ARGV[i]) > 0 then redis.call('RPUSH', KEYS[2], ARGV[i]) end
+end
+return #ARGV
+"""
+
+
+def connect(url: str, *, socket_timeout_s: float = 5.0, **kwargs: Any) -> redis.Redis:
+    """A pooled client with explicit RESP2 and short timeouts (no per-command PING).
+
+    redis-py's own retries are off (its default retries a refused connection for seconds):
+    the worker owns retry and backoff, so a down endpoint fails fast and is parked.
+    """
+    kwargs.setdefault("retry", Retry(NoBackoff(), 0))
+    return redis.Redis.from_url(
+        url,
+        protocol=2,
+        socket_connect_timeout=2.0,
+        socket_timeout=socket_timeout_s,
+        health_check_interval=0,
+        decode_responses=False,
+        **kwargs,
+    )
+
+
+class RedisSource:
+    """At-least-once consumer of ``{block_id}_inputs`` with a leased processing list."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        block_id: str,
+        instance_id: str,
+        *,
+        lease_ttl_s: float = 10.0,
+        address: tuple[str, int, int] | None = None,
+    ) -> None:
+        self.client = client
+        self.block_id = block_id
+        self.instance_id = instance_id
+        self.lease_ttl_s = lease_ttl_s
+        self.input = keys.inputs(block_id)
+        self.processing = keys.processing(block_id, instance_id)
+        self._lease = keys.lease(block_id, instance_id)
+        self._attempts = keys.attempts(block_id)
+        self._instances = keys.instances(block_id)
+        self._dead = keys.dead_letters(block_id)
+        self._address = address or _address_of(client)
+        self._claim = client.register_script(_CLAIM)
+        self._ack = client.register_script(_ACK)
+        self._requeue = client.register_script(_REQUEUE)
+        self._release = client.register_script(_RELEASE)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> int:
+        """Take the lease and requeue what a previous run with this instance id left claimed."""
+        self.renew_lease()
+        left = int(self._run_requeue(self.instance_id, force=True, count_attempt=True))
+        if left:
+            log.warning("requeued %d packets left claimed by a previous run of %s",
+                        left, self.instance_id)  # fmt: skip
+        return left
+
+    def renew_lease(self) -> None:
+        """Refresh the heartbeat key (called by the lease thread every TTL/3)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.set(self._lease, str(time.time()), px=int(self.lease_ttl_s * 1000))
+        pipe.sadd(self._instances, self.instance_id)
+        _guard(pipe.execute)
+
+    def requeue_orphans(self) -> int:
+        """Requeue the processing lists of instances whose lease has lapsed."""
+        members = _guard(self.client.smembers, self._instances)
+        moved = 0
+        for member in members:
+            other = member.decode()
+            if other != self.instance_id:
+                count = self._run_requeue(other, force=False, count_attempt=True)
+                if count > 0:
+                    log.warning("requeued %d packets of lapsed instance %s", count, other)
+                    moved += count
+        return moved
+
+    def _run_requeue(self, instance_id: str, *, force: bool, count_attempt: bool) -> int:
+        script_keys = [
+            keys.lease(self.block_id, instance_id),
+            keys.processing(self.block_id, instance_id),
+            self.input,
+            self._attempts,
+            self._instances,
+        ]
+        args = [instance_id, "1" if force else "0", "1" if count_attempt else "0"]
+        return int(_guard(self._requeue, keys=script_keys, args=args))
+
+    def close(self) -> None:
+        """Give up the lease; whatever is still claimed is handed back first."""
+        try:
+            self._run_requeue(self.instance_id, force=True, count_attempt=False)
+            pipe = self.client.pipeline(transaction=True)
+            pipe.delete(self._lease)
+            pipe.srem(self._instances, self.instance_id)
+            pipe.execute()
+        except (*_ERRORS, TransportError) as exc:
+            log.warning("could not release lease of %s: %s", self.instance_id, exc)
+
+    # -- the hot path ----------------------------------------------------------------------
+    def claim(self, max_count: int, timeout_s: float) -> list[Claim]:
+        """Claim up to max_count packets; block up to timeout_s when the input is empty."""
+        claims = self._claim_now(max_count)
+        if claims or timeout_s <= 0:
+            return claims
+        # BLMOVE a list onto itself is a blocking peek: it rotates nothing and wakes us up.
+        if _guard(self.client.blmove, self.input, self.input, timeout_s, "RIGHT", "RIGHT"):
+            return self._claim_now(max_count)
+        return []
+
+    def _claim_now(self, max_count: int) -> list[Claim]:
+        reply = _guard(
+            self._claim, keys=[self.input, self.processing, self._attempts], args=[max_count]
+        )
+        if not reply:
+            return []
+        items = reply[0]
+        if len(reply) == 1:
+            return [Claim(item, 1) for item in items]
+        return [Claim(item, 1 + int(n)) for item, n in zip(items, reply[1])]
+
+    def is_local(self, destination: Destination) -> bool:
+        """Outputs to this source's own Redis ride in the commit's transaction."""
+        return destination.kind == "redis" and _address_of_dest(destination) == self._address
+
+    def commit(
+        self,
+        pushes: Mapping[Destination, Sequence[bytes]],
+        acks: Sequence[bytes],
+        dead: Sequence[bytes],
+    ) -> None:
+        """Local pushes + dead letters + acks in one MULTI/EXEC round trip."""
+        pipe = self.client.pipeline(transaction=True)
+        for dest, payloads in pushes.items():
+            if payloads:
+                pipe.lpush(dest.queue_name, *payloads)
+        if dead:
+            pipe.lpush(self._dead, *dead)
+        if acks:
+            self._ack(keys=[self.processing, self._attempts], args=list(acks), client=pipe)
+        if len(pipe):
+            _guard(pipe.execute)
+
+    def release(self, raws: Sequence[bytes]) -> None:
+        """Hand claimed packets back to the front of the input, in their original order."""
+        if raws:
+            _guard(self._release, keys=[self.processing, self.input], args=list(raws))
+
+    # -- observability ---------------------------------------------------------------------
+    def depth(self) -> int:
+        """Packets waiting in the input list."""
+        return int(_guard(self.client.llen, self.input))
+
+
+class RedisSink:
+    """Pushes to lists on one Redis server over one pooled client."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+
+    def push(self, batches: Mapping[Destination, Sequence[bytes]]) -> None:
+        """One pipelined round trip: a variadic LPUSH per destination list."""
+        pipe = self.client.pipeline(transaction=False)
+        for dest, payloads in batches.items():
+            if payloads:
+                pipe.lpush(dest.queue_name, *payloads)
+        if len(pipe):
+            _guard(pipe.execute)
+
+    def close(self) -> None:
+        """Disconnect the pool."""
+        self.client.close()
+
+
+def redis_url_of(dest: Destination) -> str:
+    """The redis:// URL of a destination's server."""
+    auth = f":{dest.password}@" if getattr(dest, "password", None) else ""
+    return f"redis://{auth}{dest.host}:{dest.port}/{dest.db}"
+
+
+def _address_of(client: redis.Redis) -> tuple[str, int, int]:
+    kw = client.connection_pool.connection_kwargs
+    return (str(kw.get("host", "localhost")), int(kw.get("port", 6379)), int(kw.get("db", 0)))
+
+
+def _address_of_dest(dest: Destination) -> tuple[str, int, int]:
+    return (dest.host, dest.port, dest.db)
+
+
+def _guard(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call a Redis operation, turning connection-level failures into TransportError."""
+    try:
+        return fn(*args, **kwargs)
+    except _ERRORS as exc:
+        raise TransportError(f"redis unreachable: {exc}") from exc
