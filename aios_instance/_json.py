@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import orjson
 
 _OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+# orjson turns integers beyond 64 bits into floats; the stdlib keeps them exact.
+_LONG_DIGITS = re.compile(r"\d{19,}")
 
 
 def dumps(value: Any) -> str:
@@ -28,8 +31,20 @@ def dumps_bytes(value: Any) -> bytes:
 
 
 def loads(text: str | bytes) -> Any:
-    """Parse JSON; raises ValueError on malformed input."""
+    """Parse JSON exactly (big integers stay integers); raises ValueError on malformed input."""
     try:
-        return orjson.loads(text)
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(str(exc)) from None
+    probe = text if isinstance(text, str) else text.decode(errors="replace")
+    if _LONG_DIGITS.search(probe):
+        return json.loads(probe)
+    return value
+
+
+def validate(text: str | bytes) -> None:
+    """Raise ValueError unless ``text`` is valid JSON (the hot path's check; no value kept)."""
+    try:
+        orjson.loads(text)
     except orjson.JSONDecodeError as exc:
         raise ValueError(str(exc)) from None

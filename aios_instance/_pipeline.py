@@ -263,7 +263,7 @@ class Pipeline:
         if not isinstance(data, str) or not data:
             return True  # empty data (files-only jobs) is the block's to judge
         try:
-            _json.loads(data)
+            _json.validate(data)
         except ValueError as exc:
             reason = f"data is not valid JSON: {exc}"
             acc.fail(Outcome.BAD_INPUT, "decode", reason, packet, (raw,))
@@ -313,7 +313,7 @@ class Pipeline:
         t0 = time.perf_counter()
         rets = self._infer(jobs)
         t1 = time.perf_counter()
-        for job, ret in zip(jobs, rets):
+        for job, ret in zip(jobs, rets, strict=True):
             self._emit(job, ret, acc)
         acc.phase_s["on_data"] = t1 - t0
         acc.phase_s["route"] = time.perf_counter() - t1

@@ -116,9 +116,10 @@ def _fetch(base: str, block_id: str, timeout_s: float, retries: int) -> dict[str
     last: Exception | None = None
     for attempt in range(1, retries + 1):
         try:
-            with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310
+            with urllib.request.urlopen(url, timeout=timeout_s) as resp:
                 return _unwrap(_json.loads(resp.read()), url)
         except urllib.error.HTTPError as exc:
+            exc.close()  # it holds the response socket
             if exc.code == 404:
                 raise ConfigError(f"BlocksDB has no block {block_id!r} ({url}: 404)") from None
             last = exc

@@ -18,7 +18,7 @@ __all__ = ["Context", "default_allocation_info"]
 
 
 def default_allocation_info() -> dict[str, Any]:
-    """The allocation of a block that was given no GPUs: ``{"gpus": [], "node_id", "cluster_id"}``."""
+    """The allocation of a block given no GPUs: ``{"gpus": [], "node_id", "cluster_id"}``."""
     return {"gpus": [], "node_id": "", "cluster_id": ""}
 
 
@@ -56,4 +56,6 @@ class Context:
         self.side_cars = side_cars or BlockSideCars(block_id, {})
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(block_id={self.block_id!r}, instance_id={self.instance_id!r})"
+        return (
+            f"{type(self).__name__}(block_id={self.block_id!r}, instance_id={self.instance_id!r})"
+        )

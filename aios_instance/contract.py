@@ -50,5 +50,5 @@ class BatchBlockProtocol(Protocol):
 
     def on_data_batch(
         self, entries: Sequence[PreProcessResult]
-    ) -> Sequence[tuple[bool, OnDataResult | None | str]]:
+    ) -> Sequence[tuple[bool, OnDataResult | str | None]]:
         """Called with every entry of a claimed batch; returns one on_data-style tuple each."""

@@ -1,4 +1,4 @@
-"""What a block's phases return: `PreProcessResult` from on_preprocess, `OnDataResult` from on_data."""
+"""What a block's phases return: `PreProcessResult` (on_preprocess), `OnDataResult` (on_data)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`BlockTester` and `TestContext`: run a block's phases in-process, through the production pipeline.
+"""`BlockTester` and `TestContext`: run a block in-process, through the production pipeline.
 
 ``BlockTester(MyBlock).run({"value": 0.9})`` builds an AIOSPacket, runs it through the same
 ``Pipeline`` the runtime uses (muxer, on_preprocess, on_data, encoding, routing) and returns
@@ -86,9 +86,13 @@ class BlockTester:
         Equal ``session_id``/``seq_no`` across calls let a Muxer group them.
         """
         packet = make_packet(
-            data, files=files or (), session_id=session_id, seq_no=seq_no,
-            ts=time.time() if ts is None else ts, output_ptr=output_ptr,
-        )  # fmt: skip
+            data,
+            files=files or (),
+            session_id=session_id,
+            seq_no=seq_no,
+            ts=time.time() if ts is None else ts,
+            output_ptr=output_ptr,
+        )
         return self._finish(self.pipeline.process(packet.SerializeToString()), raise_errors)
 
     def run_packet(self, packet: AIOSPacket | bytes, *, raise_errors: bool = False) -> list[Any]:
@@ -112,8 +116,12 @@ class BlockTester:
     def _finish(self, result: PipelineResult, raise_errors: bool) -> list[Any]:
         self.last_result = result
         for failure in result.failures:
-            log.warning("block failed a job: %s in %s: %s",
-                        failure.outcome.value, failure.stage, failure.reason)  # fmt: skip
+            log.warning(
+                "block failed a job: %s in %s: %s",
+                failure.outcome.value,
+                failure.stage,
+                failure.reason,
+            )
         if raise_errors and result.failures:
             raise BlockTestError(result.failures)
         return [_json.loads(decode_packet(out.payload).data) for out in result.outputs]

@@ -1,0 +1,53 @@
+"""The front door: one sorted __all__ that matches the public names, and the spec's imports."""
+
+from __future__ import annotations
+
+import aios_instance
+import aios_instance.tools
+
+
+def test_all_is_sorted_and_complete() -> None:
+    assert aios_instance.__all__ == sorted(aios_instance.__all__)
+    public = {n for n in vars(aios_instance) if not n.startswith("_")}
+    modules = {n for n in public if type(getattr(aios_instance, n)).__name__ == "module"}
+    assert set(aios_instance.__all__) == public - modules - {"annotations"}
+
+
+def test_star_import_gives_what_the_spec_uses() -> None:
+    namespace: dict[str, object] = {}
+    exec("from aios_instance import *", namespace)
+    for name in (
+        "Block",
+        "Context",
+        "AIOSPacket",
+        "FileInfo",
+        "PreProcessResult",
+        "OnDataResult",
+        "Muxer",
+        "Batcher",
+        "TimeBasedBatcher",
+        "AIOSMetrics",
+        "BlockEvents",
+        "BlockSideCars",
+        "SessionsManager",
+        "StateDict",
+        "BlockTester",
+        "TestContext",
+    ):
+        assert name in namespace, name
+    for name in ("Muxer", "Batcher", "TimeBasedBatcher"):
+        assert getattr(aios_instance.tools, name) is namespace[name]
+
+
+def test_context_always_carries_working_services() -> None:
+    ctx = aios_instance.TestContext()
+    ctx.metrics.register_counter("x_total", "x")
+    ctx.metrics.increment_counter("x_total")
+    assert ctx.metrics.sample("x_total") == 1.0
+    ctx.sessions.create_session("s", {"a": 1})
+    assert ctx.sessions.get_session("s")["a"] == 1
+    assert ctx.events.push_event("started", {"k": 1}) is True
+    assert ctx.events.recorded[-1]["event_name"] == "started"
+    assert ctx.side_cars.names == []
+    assert ctx.allocation_info == {"gpus": [], "node_id": "", "cluster_id": ""}
+    assert ctx.block_data == {} and ctx.block_init_parameters == {}

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from aios_instance.errors import ConfigError
+from aios_instance.settings import VARIABLES, Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_defaults_without_environment() -> None:
+    s = Settings.from_env({})
+    assert (s.block_id, s.mgmt_port, s.metrics_port) == ("block", 18001, 18000)
+    assert s.redis_url == "redis://localhost:6379/0"
+    assert s.instance_id  # hostname-pid
+    assert not s.redis_configured and not s.block_id_configured
+
+
+def test_existing_variables_are_read() -> None:
+    s = Settings.from_env(
+        {
+            "BLOCK_ID": "b1",
+            "INSTANCE_ID": "i1",
+            "REDIS_HOST": "redis.svc",
+            "REDIS_PORT": "6380",
+            "REDIS_DB": "2",
+            "REDIS_PASSWORD": "p@ss",
+            "MGMT_PORT": "9001",
+            "CUSTOM_INIT_DATA": '{"a": 1}',
+            "AIOS_CLAIM_BATCH": "128",
+            "AIOS_VALIDATE_JSON": "false",
+        }
+    )
+    assert (s.block_id, s.instance_id, s.mgmt_port, s.claim_batch) == ("b1", "i1", 9001, 128)
+    assert s.redis_url == "redis://:p%40ss@redis.svc:6380/2"
+    assert s.custom_init_data == {"a": 1} and s.validate_json is False
+    assert s.redis_configured and s.block_id_configured
+    assert s.as_dict()["redis_password"] == "***"
+
+
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"MGMT_PORT": "http"}, "MGMT_PORT"),
+        ({"REDIS_PORT": "70000"}, "REDIS_PORT"),
+        ({"AIOS_CLAIM_BATCH": "0"}, "AIOS_CLAIM_BATCH"),
+        ({"AIOS_LEASE_TTL_S": "-1"}, "AIOS_LEASE_TTL_S"),
+        ({"CUSTOM_INIT_DATA": "[1]"}, "CUSTOM_INIT_DATA"),
+        ({"AIOS_VALIDATE_JSON": "maybe"}, "AIOS_VALIDATE_JSON"),
+        ({"AIOS_CLAIM_BATCHES": "3"}, "unknown setting AIOS_CLAIM_BATCHES"),
+    ],
+)
+def test_invalid_values_name_the_variable(env: dict[str, str], needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        Settings.from_env(env)
+
+
+def test_overrides_win_and_are_marked_configured() -> None:
+    s = Settings.from_env({"BLOCK_ID": "env"}, block_id="cli", redis_url_override="redis://h:1/0")
+    assert s.block_id == "cli" and s.redis_url == "redis://h:1/0" and s.redis_configured
+    t = Settings.from_env({}).with_overrides(redis_url_override="redis://x:2/0")
+    assert t.redis_configured and t.redis_url == "redis://x:2/0"
+
+
+def test_settings_page_is_current() -> None:
+    spec = importlib.util.spec_from_file_location("gen", ROOT / "scripts" / "gen_settings_doc.py")
+    assert spec and spec.loader
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    page = (ROOT / "docs" / "settings.md").read_text()
+    assert gen.render(page) == page, "run scripts/gen_settings_doc.py"
+    assert all(f"`{v.env}`" in page for v in VARIABLES)
