@@ -46,14 +46,19 @@ class Context:
         self.block_id = block_id
         self.instance_id = instance_id
         self.block_data: dict[str, Any] = block_data if block_data is not None else {}
-        self.block_init_data: dict[str, Any] = block_init_data or {}
-        self.block_init_settings: dict[str, Any] = block_init_settings or {}
-        self.block_init_parameters: dict[str, Any] = block_init_parameters or {}
-        self.allocation_info: dict[str, Any] = allocation_info or default_allocation_info()
-        self.metrics = metrics or AIOSMetrics(block_id=block_id, instance_id=instance_id)
-        self.sessions = sessions or SessionsManager()
-        self.events = events or BlockEvents(block_id=block_id)
-        self.side_cars = side_cars or BlockSideCars(block_id, {})
+        self.block_init_data = block_init_data if block_init_data is not None else {}
+        self.block_init_settings = block_init_settings if block_init_settings is not None else {}
+        self.block_init_parameters = (
+            block_init_parameters if block_init_parameters is not None else {}
+        )
+        self.allocation_info = allocation_info or default_allocation_info()
+        # `is None`, not `or`: an empty SessionsManager (or sidecar set) is falsy but valid.
+        if metrics is None:
+            metrics = AIOSMetrics(block_id=block_id, instance_id=instance_id)
+        self.metrics = metrics
+        self.sessions = sessions if sessions is not None else SessionsManager()
+        self.events = events if events is not None else BlockEvents(block_id=block_id)
+        self.side_cars = side_cars if side_cars is not None else BlockSideCars(block_id, {})
 
     def __repr__(self) -> str:
         return (

@@ -149,9 +149,7 @@ def test_a_failing_hook_does_not_escape(caplog: pytest.LogCaptureFixture) -> Non
 
 
 @pytest.mark.parametrize("mode", ["memory", "redis"])
-def test_concurrent_pushes_are_all_counted(
-    mode: str, request: pytest.FixtureRequest
-) -> None:
+def test_concurrent_pushes_are_all_counted(mode: str, request: pytest.FixtureRequest) -> None:
     client: redis.Redis | None = (
         request.getfixturevalue("redis_client") if mode == "redis" else None
     )

@@ -29,7 +29,7 @@ def _client(server: EmbeddedRedis) -> redis.Redis:
 def _inputs(server: EmbeddedRedis) -> list[bytes]:
     client = _client(server)
     try:
-        return list(client.lrange("INPUTS", 0, -1))
+        return [raw for raw in client.lrange("INPUTS", 0, -1) if isinstance(raw, bytes)]
     finally:
         client.close()
 
@@ -136,7 +136,11 @@ def test_a_dead_sidecar_does_not_stop_the_others(
 ) -> None:
     first, second = redis_factory(), redis_factory()
     failed: list[str] = []
-    config = {"a": _external(first.port), "dead": _external(free_port()), "b": _external(second.port)}
+    config = {
+        "a": _external(first.port),
+        "dead": _external(free_port()),
+        "b": _external(second.port),
+    }
     side_cars = BlockSideCars("blk", config, on_failure=failed.append)
     packet = make_packet({"x": 1}, session_id="s1")
     with caplog.at_level(logging.ERROR, logger="aios_instance.sidecars"):
@@ -199,6 +203,8 @@ class DropFirstConnection:
                 thread.start()
 
     def close(self) -> None:
+        with contextlib.suppress(OSError):  # wakes the blocked accept() (close alone does not)
+            self.listener.shutdown(socket.SHUT_RDWR)
         self.listener.close()
         for sock in self._sockets:
             with contextlib.suppress(OSError):

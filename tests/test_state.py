@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
@@ -54,11 +54,26 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(a, dict):
         return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
     if isinstance(a, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
     return bool(a == b)
 
 
-VALUES = [0, -7, 2**63 - 1, 1.0, 0.1, -0.0, True, False, None, "", "ünï", [], {}, [1, 1.0, [True]]]
+VALUES: list[Any] = [
+    0,
+    -7,
+    2**63 - 1,
+    1.0,
+    0.1,
+    -0.0,
+    True,
+    False,
+    None,
+    "",
+    "ünï",
+    [],
+    {},
+    [1, 1.0, [True]],
+]
 
 
 @pytest.mark.parametrize("value", VALUES, ids=repr)
@@ -69,7 +84,14 @@ def test_values_round_trip_with_their_types(sd: MemoryStateDict | StateDict, val
 
 
 def test_nested_document_round_trips(sd: MemoryStateDict | StateDict) -> None:
-    doc = {"n": 1, "f": 2.0, "b": False, "none": None, "l": [{"x": [1.5, "s"]}], "d": {"e": {}}}
+    doc: dict[str, Any] = {
+        "n": 1,
+        "f": 2.0,
+        "b": False,
+        "none": None,
+        "l": [{"x": [1.5, "s"]}],
+        "d": {"e": {}},
+    }
     sd["doc"] = doc
     assert _same(sd["doc"], doc)
 
@@ -77,13 +99,14 @@ def test_nested_document_round_trips(sd: MemoryStateDict | StateDict) -> None:
 def test_mapping_api(sd: MemoryStateDict | StateDict) -> None:
     sd.update({"a": 1, "b": 2.5}, c="three")
     sd.update([("d", None)])
-    assert len(sd) == 4 and "a" in sd and "zz" not in sd and 1 not in sd
+    not_a_str: object = 1
+    assert len(sd) == 4 and "a" in sd and "zz" not in sd and not_a_str not in sd
     assert sorted(sd) == ["a", "b", "c", "d"]
     assert sorted(sd.keys()) == ["a", "b", "c", "d"]
     assert dict(sd.items()) == {"a": 1, "b": 2.5, "c": "three", "d": None}
     assert sorted(map(str, sd.values())) == ["1", "2.5", "None", "three"]
     assert sd.to_dict() == {"a": 1, "b": 2.5, "c": "three", "d": None}
-    assert sd == {"a": 1, "b": 2.5, "c": "three", "d": None}
+    assert cast(object, sd) == {"a": 1, "b": 2.5, "c": "three", "d": None}
     assert sd.get("missing") is None and sd.get("missing", 5) == 5
     del sd["d"]
     with pytest.raises(KeyError):
@@ -128,8 +151,18 @@ def test_returned_and_stored_values_are_copies(sd: MemoryStateDict | StateDict) 
 
 @pytest.mark.parametrize(
     "value",
-    [b"bytes", {1, 2}, object(), datetime.datetime(2024, 1, 1), {1: "int key"}, {"a": {2: 0}},
-     float("nan"), [float("inf")], {"x": -float("inf")}, 2**64],  # fmt: skip
+    [
+        b"bytes",
+        {1, 2},
+        object(),
+        datetime.datetime(2024, 1, 1),
+        {1: "int key"},
+        {"a": {2: 0}},
+        float("nan"),
+        [float("inf")],
+        {"x": -float("inf")},
+        2**64,
+    ],
     ids=repr,
 )
 def test_non_json_values_are_refused(sd: MemoryStateDict | StateDict, value: Any) -> None:
@@ -144,7 +177,7 @@ def test_non_str_keys_are_refused(sd: MemoryStateDict | StateDict) -> None:
     with pytest.raises(TypeError, match="keys must be str"):
         sd[b"k"]  # type: ignore[index]
     with pytest.raises(TypeError, match="keys must be str"):
-        sd.update({2: 0})  # type: ignore[dict-item]
+        sd.update({2: 0})  # type: ignore[arg-type]
 
 
 def test_update_stores_nothing_when_one_value_is_bad(sd: MemoryStateDict | StateDict) -> None:
