@@ -1,0 +1,500 @@
+"""The HTTP control API, over real HTTP, against a real runtime and a real redis-server."""
+
+from __future__ import annotations
+
+import json
+import socket
+import statistics
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from prometheus_client.parser import text_string_to_metric_families
+
+from aios_instance import Block, OnDataResult, PreProcessResult, keys
+from aios_instance import control as control_module
+from aios_instance.block import Runtime
+from aios_instance.control import MAX_BODY_BYTES, ControlServer, build_app
+from aios_instance.embedded import EmbeddedRedis, free_port
+from aios_instance.errors import ConfigError
+from aios_instance.packet import make_packet
+from aios_instance.settings import Settings
+from aios_instance.transport.redis import connect
+
+
+def wait_for(predicate: Callable[[], Any], timeout_s: float = 10.0, what: str = "") -> Any:
+    """Poll until predicate() is truthy; fail after the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what or predicate}")
+        time.sleep(0.01)
+
+
+@contextmanager
+def running(
+    block_class: type[Any], server: EmbeddedRedis, **overrides: Any
+) -> Iterator[tuple[Runtime, str]]:
+    """A runtime serving ``block_class`` in-process, with its control API on a free port."""
+    block_id = overrides.pop("block_id", f"ctl-{uuid.uuid4().hex[:8]}")
+    s = Settings(
+        block_id=block_id, redis_url_override=server.url, mgmt_port=free_port(), metrics_port=0,
+        control_bind="127.0.0.1", lease_ttl_s=5.0, idle_wait_s=0.2,
+        default_output=f"{block_id}_out", **overrides,
+    )  # fmt: skip
+    runtime = Block(block_class, s).start()
+    base = f"http://127.0.0.1:{s.mgmt_port}"
+
+    def up() -> bool:
+        assert runtime.thread is not None and runtime.thread.is_alive(), "runtime died"
+        try:
+            return httpx.get(base + "/live", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        wait_for(up, what="the control API")
+        yield runtime, base
+    finally:
+        runtime.stop()
+        assert runtime.wait(10)
+
+
+class ControlBlock:
+    """Threshold block with switchable health(), management actions and labelled metrics."""
+
+    def __init__(self, context: Any) -> None:
+        self.context = context
+        self.threshold = context.block_init_parameters.get("threshold", 0.5)
+        self.health_mode = "ok"
+        self.health_calls = 0
+        self.release = threading.Event()
+        m = context.metrics
+        m.register_counter("jobs_total", "Jobs handled, by kind", ["kind"])
+        m.register_gauge("last_value", "Last value seen, by kind", ["kind"])
+        m.register_histogram("value_seen", "Values seen, by kind", ["kind"], buckets=[0.5, 1.0])
+
+    def on_preprocess(self, packet: Any) -> Any:
+        return True, [PreProcessResult(packet=packet, extra_data=json.loads(packet.data))]
+
+    def on_data(self, entry: Any) -> Any:
+        kind, value = entry.extra_data["kind"], entry.extra_data["value"]
+        m = self.context.metrics
+        m.increment_counter("jobs_total", labels={"kind": kind})
+        m.set_gauge("last_value", value, labels={"kind": kind})
+        m.observe_histogram("value_seen", value, labels={"kind": kind})
+        return True, OnDataResult(output={"kind": kind, "passed": value > self.threshold})
+
+    def on_update(self, updated: dict[str, Any]) -> tuple[bool, Any]:
+        if updated.get("explode"):
+            raise RuntimeError("on_update exploded")
+        if "threshold" in updated:
+            t = updated["threshold"]
+            if isinstance(t, bool) or not isinstance(t, (int, float)):
+                return False, "threshold must be a number"
+            self.threshold = t
+        return True, updated
+
+    def health(self) -> Any:
+        self.health_calls += 1
+        if self.health_mode == "raise":
+            raise RuntimeError("feeling sick")
+        if self.health_mode == "object":
+            return {"model": object()}
+        if self.health_mode == "slow":
+            self.release.wait(10)
+        return {"status": "healthy", "threshold": self.threshold}
+
+    def management(self, action: str, data: Any) -> Any:
+        if action == "echo":
+            return {"action": action, "data": data}
+        if action == "fail":
+            raise ValueError("cannot do that")
+        if action == "get_threshold":
+            return {"threshold": self.threshold}
+        return {"message": f"Unknown action: {action}"}
+
+
+@pytest.fixture(scope="module")
+def served(redis_server: EmbeddedRedis) -> Iterator[tuple[Runtime, str]]:
+    with running(ControlBlock, redis_server) as pair:
+        yield pair
+
+
+@pytest.fixture
+def client(served: tuple[Runtime, str]) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=served[1], timeout=10) as c:
+        yield c
+
+
+@pytest.fixture
+def block(served: tuple[Runtime, str]) -> Iterator[ControlBlock]:
+    b = served[0].block
+    assert isinstance(b, ControlBlock)
+    b.health_mode = "ok"
+    yield b
+    b.health_mode = "ok"
+    b.release.set()
+
+
+def test_health_live_ready(client: httpx.Client, block: ControlBlock) -> None:
+    r = client.get("/health")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+    assert r.json() == {
+        "success": True,
+        "data": {"status": "healthy", "threshold": block.threshold},
+    }
+    assert client.get("/live").json() == {"success": True}
+    r = client.get("/ready")
+    assert (r.status_code, r.json()) == (200, {"success": True})
+
+
+def test_health_errors_are_500_with_a_message(client: httpx.Client, block: ControlBlock) -> None:
+    block.health_mode = "raise"
+    r = client.get("/health")
+    assert r.status_code == 500
+    assert r.json() == {"success": False, "message": "health() raised RuntimeError('feeling sick')"}
+    block.health_mode = "object"
+    r = client.get("/health")
+    assert r.status_code == 500 and r.json()["success"] is False
+    assert "non-JSON" in r.json()["message"]
+
+
+def test_ready_is_503_while_draining(client: httpx.Client, served: tuple[Runtime, str]) -> None:
+    runtime = served[0]
+    runtime.draining = True  # what stop() sets; the worker does not read this flag
+    try:
+        r = client.get("/ready")
+        assert r.status_code == 503 and r.json()["success"] is False
+        assert "draining" in r.json()["message"]
+        assert client.get("/live").status_code == 200
+    finally:
+        runtime.draining = False
+
+
+def test_ready_is_503_when_redis_is_unreachable(served: tuple[Runtime, str]) -> None:
+    dead = connect(f"redis://127.0.0.1:{free_port()}/0", socket_timeout_s=1)
+    server = ControlServer(build_app(served[0], dead), "127.0.0.1", 0).start()
+    try:
+        assert server.port > 0
+        r = httpx.get(f"http://127.0.0.1:{server.port}/ready", timeout=10)
+        assert r.status_code == 503 and "Redis unreachable" in r.json()["message"]
+    finally:
+        server.close()
+        dead.close()
+
+
+def test_port_in_use_is_a_config_error(served: tuple[Runtime, str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError, match=f"cannot bind the control API to 127.0.0.1:{port}"):
+            ControlServer(build_app(served[0]), "127.0.0.1", port)
+
+
+def test_set_parameters_reaches_on_update(
+    client: httpx.Client, served: tuple[Runtime, str], block: ControlBlock
+) -> None:
+    r = client.post("/setParameters", json={"threshold": 0.9, "mode": "strict"})
+    assert r.status_code == 200
+    assert r.json() == {"success": True, "updated_parameters": {"threshold": 0.9, "mode": "strict"}}
+    assert block.threshold == 0.9
+    params = served[0].context.block_init_parameters
+    assert params["threshold"] == 0.9 and params["mode"] == "strict"
+
+
+def test_refused_update_leaves_parameters_unchanged(
+    client: httpx.Client, served: tuple[Runtime, str], block: ControlBlock
+) -> None:
+    assert client.post("/setParameters", json={"threshold": 0.3}).status_code == 200
+    before = dict(served[0].context.block_init_parameters)
+    r = client.post("/setParameters", json={"threshold": "high", "other": 1})
+    assert (r.status_code, r.json()) == (
+        400,
+        {"success": False, "message": "threshold must be a number"},
+    )
+    r = client.post("/setParameters", json={"explode": True})
+    assert r.status_code == 400 and "on_update raised" in r.json()["message"]
+    assert served[0].context.block_init_parameters == before
+    assert block.threshold == 0.3
+
+
+def test_mgmt(client: httpx.Client) -> None:
+    r = client.post("/mgmt", json={"mgmt_action": "echo", "mgmt_data": {"x": [1, 2]}})
+    assert r.status_code == 200
+    assert r.json() == {"success": True, "data": {"action": "echo", "data": {"x": [1, 2]}}}
+    r = client.post("/mgmt", json={"mgmt_action": "echo"})
+    assert r.json() == {"success": True, "data": {"action": "echo", "data": None}}
+    r = client.post("/mgmt", json={"mgmt_action": "fail"})
+    assert r.status_code == 500
+    assert r.json() == {
+        "success": False,
+        "message": "management raised ValueError('cannot do that')",
+    }
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "fragment"),
+    [
+        ("/mgmt", {"mgmt_data": 1}, "mgmt_action is required"),
+        ("/mgmt", {"mgmt_action": 5}, "must be a non-empty string"),
+        ("/mgmt", {"mgmt_action": ""}, "must be a non-empty string"),
+        ("/mgmt", [1, 2], "got array"),
+        ("/setParameters", [1, 2], "got array"),
+        ("/setParameters", "threshold", "got string"),
+        ("/setParameters", None, "got null"),
+    ],
+)
+def test_wrong_shapes_are_400(client: httpx.Client, path: str, body: Any, fragment: str) -> None:
+    r = client.post(path, content=json.dumps(body))
+    assert r.status_code == 400 and r.json()["success"] is False
+    assert fragment in r.json()["message"]
+
+
+@pytest.mark.parametrize(
+    "raw", [b"", b"{bad", b"\xff\xfe{}", b'{"a": 1}{', b"[" * 5000 + b"]" * 5000]
+)
+def test_malformed_bodies_are_400(client: httpx.Client, raw: bytes) -> None:
+    for path in ("/setParameters", "/mgmt"):
+        r = client.post(path, content=raw)
+        assert r.status_code == 400, (path, raw[:20], r.text)
+        assert r.json()["success"] is False and "not valid JSON" in r.json()["message"]
+
+
+def test_unknown_path_and_wrong_method(client: httpx.Client) -> None:
+    for r in (client.get("/nope"), client.post("/health/x", json={})):
+        assert (r.status_code, r.json()) == (404, {"success": False, "message": "Not Found"})
+    cases = [(client.post("/health"), {"GET", "HEAD"}), (client.get("/setParameters"), {"POST"})]
+    for r, allow in cases:
+        assert (r.status_code, r.json()) == (
+            405,
+            {"success": False, "message": "Method Not Allowed"},
+        )
+        assert set(r.headers["allow"].split(", ")) == allow
+
+
+def test_body_limit(client: httpx.Client) -> None:
+    r = client.post("/setParameters", content=b" " * (MAX_BODY_BYTES + 1))
+    assert r.status_code == 413 and r.json()["success"] is False
+
+    def chunked() -> Iterator[bytes]:  # no Content-Length: counted while streaming
+        for _ in range(MAX_BODY_BYTES // 65536 + 1):
+            yield b" " * 65536
+
+    r = client.post("/mgmt", content=chunked())
+    assert r.status_code == 413 and r.json()["success"] is False
+    head = b'{"mgmt_action": "get_threshold", "pad": "'
+    exact = head + b"x" * (MAX_BODY_BYTES - len(head) - 2) + b'"}'
+    assert len(exact) == MAX_BODY_BYTES
+    assert client.post("/mgmt", content=exact).status_code == 200
+
+
+def test_token_guards_mutations_only(redis_server: EmbeddedRedis) -> None:
+    with running(ControlBlock, redis_server, control_token="s3cr\u00e9t") as (runtime, base):
+        post = {"url": base + "/setParameters", "json": {"threshold": 0.7}}
+        for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic x"}):
+            r = httpx.post(**post, headers=headers)
+            assert r.status_code == 401 and r.json()["success"] is False
+            assert r.headers["www-authenticate"] == "Bearer"
+        r = httpx.post(base + "/mgmt", json={"mgmt_action": "echo"})
+        assert r.status_code == 401
+        assert runtime.context.block_init_parameters == {}
+        good = {"Authorization": b"Bearer " + "s3cr\u00e9t".encode()}
+        r = httpx.post(**post, headers=good)
+        assert r.status_code == 200 and runtime.context.block_init_parameters == {"threshold": 0.7}
+        r = httpx.post(base + "/mgmt", json={"mgmt_action": "echo"}, headers=good)
+        assert r.status_code == 200
+        assert httpx.get(base + "/health").status_code == 200  # GETs stay open
+        assert httpx.get(base + "/metrics").status_code == 200
+
+
+def test_user_metrics_with_labels(
+    client: httpx.Client, served: tuple[Runtime, str], redis_server: EmbeddedRedis
+) -> None:
+    runtime = served[0]
+    block_id = runtime.settings.block_id
+    jobs = [("a", 0.2), ("a", 0.7), ("b", 0.9), ("a", 0.4), ("b", 0.1)]
+    r = redis.Redis.from_url(redis_server.url, protocol=2)
+    try:
+        for kind, value in jobs:
+            packet = make_packet({"kind": kind, "value": value}, session_id="m")
+            r.lpush(keys.inputs(block_id), packet.SerializeToString())
+        out = runtime.settings.default_output
+        wait_for(lambda: r.llen(out) >= len(jobs), what="the outputs")
+    finally:
+        r.close()
+    resp = client.get("/metrics")
+    assert resp.headers["content-type"] == control_module.CONTENT_TYPE_LATEST
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(resp.text)
+        for s in family.samples
+    }
+    assert samples[("jobs_total", (("kind", "a"),))] == 3
+    assert samples[("jobs_total", (("kind", "b"),))] == 2
+    assert samples[("last_value", (("kind", "a"),))] == 0.4
+    assert samples[("last_value", (("kind", "b"),))] == 0.1
+    assert samples[("value_seen_bucket", (("kind", "a"), ("le", "0.5")))] == 2
+    assert samples[("value_seen_count", (("kind", "b"),))] == 2
+    assert samples[("value_seen_sum", (("kind", "b"),))] == pytest.approx(1.0)
+    assert samples[("aios_packets_out_total", ())] >= len(jobs)
+
+
+def test_slow_health_is_503_and_other_probes_stay_fast(
+    client: httpx.Client, block: ControlBlock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(control_module, "HEALTH_TIMEOUT_S", 1.0)
+    block.health_mode = "slow"  # health() blocks up to 10 s
+    block.release.clear()
+    calls_before = block.health_calls
+    results: list[tuple[int, float]] = []
+
+    def probe() -> None:
+        t0 = time.monotonic()
+        r = httpx.get(str(client.base_url) + "/health", timeout=10)
+        results.append((r.status_code, time.monotonic() - t0))
+        assert r.json() == {"success": False, "message": "health() did not answer within 1s"}
+
+    threads = [threading.Thread(target=probe) for _ in range(3)]
+    for t in threads:
+        t.start()
+    wait_for(lambda: block.health_calls > calls_before, what="health() to be called")
+    for _ in range(5):  # while health() hangs, liveness and the rest answer at once
+        t0 = time.monotonic()
+        assert client.get("/live").status_code == 200
+        assert client.post("/mgmt", json={"mgmt_action": "get_threshold"}).status_code == 200
+        assert time.monotonic() - t0 < 0.5
+    for t in threads:
+        t.join(10)
+    assert [status for status, _ in results] == [503, 503, 503]
+    assert all(0.9 < elapsed < 3.0 for _, elapsed in results), results
+    assert block.health_calls == calls_before + 1  # concurrent probes shared one call
+    block.release.set()
+    block.health_mode = "ok"
+    wait_for(lambda: client.get("/health").status_code == 200, what="health to recover")
+
+
+class FuzzBlock:
+    """Accepts every update; management answers every action."""
+
+    def __init__(self, context: Any) -> None:
+        self.context = context
+
+    def on_preprocess(self, packet: Any) -> Any:
+        return True, [PreProcessResult(packet=packet, extra_data={})]
+
+    def on_data(self, entry: Any) -> Any:
+        return True, OnDataResult(output={})
+
+    def on_update(self, updated: dict[str, Any]) -> tuple[bool, Any]:
+        return True, updated
+
+    def management(self, action: str, data: Any) -> Any:
+        return {"action": action, "data": data}
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+bodies = st.one_of(
+    st.binary(max_size=256),
+    json_values.map(lambda v: json.dumps(v).encode()),
+    st.fixed_dictionaries({"mgmt_action": json_values}, optional={"mgmt_data": json_values}).map(
+        lambda v: json.dumps(v).encode()
+    ),
+)
+
+
+def test_fuzz_bodies_never_500(redis_server: EmbeddedRedis) -> None:
+    with running(FuzzBlock, redis_server) as (_, base), httpx.Client(base_url=base) as c:
+
+        @settings(max_examples=100, deadline=None, database=None,
+                  suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
+        @given(path=st.sampled_from(["/setParameters", "/mgmt"]), body=bodies)
+        def check(path: str, body: bytes) -> None:
+            r = c.post(path, content=body)
+            assert r.status_code < 500, (path, body, r.text)
+            assert isinstance(r.json()["success"], bool)
+
+        check()
+
+
+class BusyBlock:
+    """Burns 1 ms of CPU per job (holding the GIL like real Python inference code)."""
+
+    def __init__(self, context: Any) -> None:
+        self.context = context
+
+    def on_preprocess(self, packet: Any) -> Any:
+        return True, [PreProcessResult(packet=packet, extra_data={})]
+
+    def on_data(self, entry: Any) -> Any:
+        end = time.perf_counter() + 0.001
+        while time.perf_counter() < end:
+            pass
+        return True, OnDataResult(output={"done": True})
+
+    def health(self) -> Any:
+        return {"status": "healthy"}
+
+
+def measure(client: httpx.Client, duration_s: float) -> list[float]:
+    """Back-to-back GET /health for duration_s; the latencies in seconds."""
+    latencies: list[float] = []
+    end = time.monotonic() + duration_s
+    while time.monotonic() < end:
+        t0 = time.perf_counter()
+        assert client.get("/health").status_code == 200
+        latencies.append(time.perf_counter() - t0)
+    return latencies
+
+
+def summary(latencies: list[float]) -> str:
+    q = statistics.quantiles(latencies, n=100)
+    return (
+        f"p50 {q[49] * 1e3:.1f} ms, p99 {q[98] * 1e3:.1f} ms, max {max(latencies) * 1e3:.1f} ms"
+        f" ({len(latencies)} requests)"
+    )
+
+
+def test_health_latency_while_saturated(redis_server: EmbeddedRedis) -> None:
+    block_id = f"busy-{uuid.uuid4().hex[:8]}"
+    out = f"{block_id}_out"
+    r = redis.Redis.from_url(redis_server.url, protocol=2)
+    raw = make_packet({"x": 1}).SerializeToString()
+    try:
+        with (
+            running(BusyBlock, redis_server, block_id=block_id) as (_, base),
+            httpx.Client(base_url=base, timeout=10) as c,
+        ):
+            idle = measure(c, 1.0)
+            with r.pipeline(transaction=False) as pipe:
+                for _ in range(20):
+                    pipe.lpush(keys.inputs(block_id), *([raw] * 1000))
+                pipe.execute()
+            wait_for(lambda: r.llen(out) > 0, what="the pipeline to start")
+            done_before, t0 = r.llen(out), time.monotonic()
+            loaded = measure(c, 3.0)
+            rate = (r.llen(out) - done_before) / (time.monotonic() - t0)
+        assert r.llen(keys.inputs(block_id)) > 0, "the queue drained: not saturated"
+    finally:
+        r.delete(keys.inputs(block_id), out)
+        r.close()
+    print(f"\n/health idle: {summary(idle)}")
+    print(f"/health with 20k queued 1 ms jobs: {summary(loaded)}; pipeline {rate:.0f} jobs/s")
+    assert rate > 100  # the pipeline kept working while probed
+    assert max(loaded) < 1.0

@@ -1,0 +1,198 @@
+"""The PARAMETER_UPDATES listener, against a real runtime on a private redis-server per test."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from aios_instance import Block, OnDataResult, PreProcessResult, keys
+from aios_instance.block import Runtime
+from aios_instance.deadletter import record_packets
+from aios_instance.embedded import EmbeddedRedis, free_port
+from aios_instance.settings import Settings
+
+QUEUE = keys.PARAMETER_UPDATES
+
+
+def wait_for(predicate: Callable[[], Any], timeout_s: float = 10.0, what: str = "") -> Any:
+    """Poll until predicate() is truthy; fail after the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what or predicate}")
+        time.sleep(0.01)
+
+
+class ParamBlock:
+    """Records every on_update call; refuses non-numeric thresholds; raises on 'explode'."""
+
+    def __init__(self, context: Any) -> None:
+        self.context = context
+        self.threshold = context.block_init_parameters.get("threshold", 0.5)
+        self.calls: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+
+    def on_preprocess(self, packet: Any) -> Any:
+        return True, [PreProcessResult(packet=packet, extra_data={})]
+
+    def on_data(self, entry: Any) -> Any:
+        return True, OnDataResult(output={"threshold": self.threshold})
+
+    def on_update(self, updated: dict[str, Any]) -> tuple[bool, Any]:
+        with self.lock:
+            self.calls.append(dict(updated))
+        if updated.get("explode"):
+            raise RuntimeError("on_update exploded")
+        if "threshold" in updated:
+            t = updated["threshold"]
+            if isinstance(t, bool) or not isinstance(t, (int, float)):
+                return False, "threshold must be a number"
+            self.threshold = t
+        return True, updated
+
+
+@pytest.fixture
+def server(redis_factory: Callable[[], EmbeddedRedis]) -> EmbeddedRedis:
+    """A private redis-server: PARAMETER_UPDATES is one list per Redis, not per block."""
+    return redis_factory()
+
+
+@pytest.fixture
+def client(server: EmbeddedRedis) -> Iterator[redis.Redis]:
+    c = redis.Redis.from_url(server.url, protocol=2)
+    yield c
+    c.close()
+
+
+@contextmanager
+def running(server: EmbeddedRedis, *, http: bool = False) -> Iterator[Runtime]:
+    s = Settings(
+        block_id="params", redis_url_override=server.url, mgmt_port=free_port() if http else 0,
+        metrics_port=0, control_bind="127.0.0.1", lease_ttl_s=5.0, idle_wait_s=0.2,
+    )  # fmt: skip
+    runtime = Block(ParamBlock, s).start()
+    try:
+        wait_for(lambda: hasattr(runtime, "control_port"), what="the control services")
+        yield runtime
+    finally:
+        runtime.stop()
+        assert runtime.wait(10)
+
+
+def calls(runtime: Runtime) -> list[dict[str, Any]]:
+    block = runtime.block
+    assert isinstance(block, ParamBlock)
+    with block.lock:
+        return list(block.calls)
+
+
+def test_list_update_reaches_on_update_without_http(
+    server: EmbeddedRedis, client: redis.Redis
+) -> None:
+    with running(server) as runtime:
+        assert runtime.control_port is None  # MGMT_PORT=0: no HTTP, the listener still runs
+        client.lpush(QUEUE, json.dumps({"threshold": 0.8}))
+        wait_for(lambda: runtime.context.block_init_parameters.get("threshold") == 0.8)
+        assert calls(runtime) == [{"threshold": 0.8}]
+        assert runtime.block.threshold == 0.8
+        assert client.llen(QUEUE) == 0
+
+
+def test_http_and_list_updates_take_the_same_path(
+    server: EmbeddedRedis, client: redis.Redis
+) -> None:
+    with running(server, http=True) as runtime:
+        base = f"http://127.0.0.1:{runtime.control_port}"
+        r = httpx.post(base + "/setParameters", json={"threshold": 0.6, "via": "http"}, timeout=10)
+        assert r.json() == {
+            "success": True,
+            "updated_parameters": {"threshold": 0.6, "via": "http"},
+        }
+        client.lpush(QUEUE, json.dumps({"threshold": 0.7, "via": "redis"}))
+        wait_for(lambda: len(calls(runtime)) == 2, what="the list update")
+        assert calls(runtime) == [
+            {"threshold": 0.6, "via": "http"},
+            {"threshold": 0.7, "via": "redis"},
+        ]
+        assert runtime.context.block_init_parameters == {"threshold": 0.7, "via": "redis"}
+
+
+def test_updates_apply_oldest_first(server: EmbeddedRedis, client: redis.Redis) -> None:
+    with running(server) as runtime:
+        client.lpush(QUEUE, *(json.dumps({"threshold": t}) for t in (0.1, 0.2, 0.3)))
+        wait_for(lambda: len(calls(runtime)) == 3, what="three updates")
+        assert [c["threshold"] for c in calls(runtime)] == [0.1, 0.2, 0.3]
+        assert runtime.context.block_init_parameters == {"threshold": 0.3}
+
+
+def test_refused_and_raising_updates_change_nothing(
+    server: EmbeddedRedis, client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="aios_instance")
+    with running(server) as runtime:
+        client.lpush(QUEUE, json.dumps({"threshold": 0.4}))
+        client.lpush(QUEUE, json.dumps({"threshold": "high", "other": 1}))
+        client.lpush(QUEUE, json.dumps({"explode": True}))
+        client.lpush(QUEUE, json.dumps({"last": True}))
+        wait_for(lambda: len(calls(runtime)) == 4, what="four updates")
+        assert runtime.context.block_init_parameters == {"threshold": 0.4, "last": True}
+        assert runtime.block.threshold == 0.4
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("refused by on_update: threshold must be a number" in m for m in messages)
+    assert any("on_update raised" in m for m in messages)
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"{not json", "not valid JSON"),
+        (b"\xff\xfe", "not valid JSON"),
+        (b"[1, 2]", "must be a JSON object, got list"),
+        (b'"threshold"', "must be a JSON object, got str"),
+    ],
+)
+def test_bad_items_are_dead_lettered_and_the_listener_goes_on(
+    server: EmbeddedRedis, client: redis.Redis, raw: bytes, reason: str
+) -> None:
+    with running(server) as runtime:
+        client.lpush(QUEUE, raw)
+        client.lpush(QUEUE, json.dumps({"threshold": 0.9}))
+        wait_for(lambda: runtime.context.block_init_parameters.get("threshold") == 0.9)
+        dead = client.lrange(keys.dead_letters("params"), 0, -1)
+        assert len(dead) == 1
+        record = json.loads(dead[0])
+        assert record["outcome"] == "bad_input" and record["stage"] == "parameters"
+        assert reason in record["reason"]
+        assert (
+            record["block_id"] == "params" and record["instance_id"] == runtime.settings.instance_id
+        )
+        assert record_packets(record) == [raw]
+        assert calls(runtime) == [{"threshold": 0.9}]
+
+
+def test_listener_survives_a_redis_restart(
+    server: EmbeddedRedis, client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="aios_instance.params")
+    with running(server) as runtime:
+        server.stop()
+        wait_for(lambda: "Redis unavailable" in caplog.text, what="the listener to notice")
+        server.start()
+        client.lpush(QUEUE, json.dumps({"threshold": 0.35}))
+        wait_for(
+            lambda: runtime.context.block_init_parameters.get("threshold") == 0.35,
+            timeout_s=15,
+            what="the update after the restart",
+        )
