@@ -420,6 +420,10 @@ class _Raised(NamedTuple):
 
 def _classify_preprocess(ret: Any) -> tuple[list[PreProcessResult], str | None]:
     """on_preprocess's return → (entries, problem). One place decides what is acceptable."""
+    if type(ret) is tuple and len(ret) == 2 and ret[0] is True:
+        value = ret[1]
+        if type(value) is list and len(value) == 1 and type(value[0]) is PreProcessResult:
+            return value, None  # the common shape, checked without the general walk below
     if not (isinstance(ret, tuple) and len(ret) == 2):
         return [], f"on_preprocess returned {_kind(ret)}; expected (bool, [PreProcessResult])"
     ok, value = ret
@@ -438,6 +442,8 @@ def _classify_preprocess(ret: Any) -> tuple[list[PreProcessResult], str | None]:
 def _classify_on_data(ret: Any) -> tuple[Outcome, Any]:
     """on_data's return → (outcome, value): OUTPUT with a list of OnDataResult, HELD, or
     USER_ERROR with a reason (or the _Raised exception)."""
+    if type(ret) is tuple and len(ret) == 2 and ret[0] is True and type(ret[1]) is OnDataResult:
+        return Outcome.OUTPUT, (ret[1],)  # the common shape first
     if isinstance(ret, _Raised):
         return Outcome.USER_ERROR, ret
     if not (isinstance(ret, tuple) and len(ret) == 2):
@@ -463,6 +469,10 @@ def _unshare_packets(entries: list[PreProcessResult], packet: AIOSPacket) -> Non
     ``entry.packet.data`` in on_data (the spec's Batcher sample does); with one shared object
     every earlier entry would see the last write.
     """
+    if len(entries) == 1:
+        if entries[0].packet is None:
+            entries[0].packet = packet
+        return
     seen: set[int] = set()
     for entry in entries:
         if entry.packet is None:

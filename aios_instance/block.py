@@ -138,13 +138,15 @@ class Runtime:
         try:
             self.source.start()
         except TransportError as exc:
-            raise ConfigError(f"cannot reach the instance Redis at {_safe(s.redis_url)}: {exc}")
-        self._start_services()
-        log.info(
-            "block %s instance %s serving %s on %s (claim batch %d)",
-            s.block_id, s.instance_id, keys.inputs(s.block_id), _safe(s.redis_url), s.claim_batch,
-        )  # fmt: skip
+            msg = f"cannot reach the instance Redis at {_safe(s.redis_url)}: {exc}"
+            raise ConfigError(msg) from None
         try:
+            self._start_services()
+            log.info(
+                "block %s instance %s serving %s on %s (claim batch %d)",
+                s.block_id, s.instance_id, keys.inputs(s.block_id), _safe(s.redis_url),
+                s.claim_batch,
+            )  # fmt: skip
             self.worker.run()
         finally:
             self._shutdown()
@@ -218,7 +220,8 @@ class Runtime:
                     log.exception("on_update raised")
                     return False, f"on_update raised {exc!r}"
             if ok:
-                self.context.block_init_parameters.update(value if isinstance(value, dict) else update)
+                changed = value if isinstance(value, dict) else update
+                self.context.block_init_parameters.update(changed)
             return bool(ok), value
 
     def health(self) -> Any:
@@ -289,9 +292,13 @@ def _export_gpus(allocation: dict[str, Any]) -> None:
     """Expose the allocated GPUs to CUDA before the user's class (and torch) is constructed."""
     gpus = allocation.get("gpus") or []
     if gpus:
-        ids = ",".join(str(g.get("index", g.get("id", g)) if isinstance(g, dict) else g) for g in gpus)
+        ids = ",".join(_gpu_id(g) for g in gpus)
         os.environ["CUDA_VISIBLE_DEVICES"] = ids
         log.info("allocated GPUs %s (CUDA_VISIBLE_DEVICES)", ids)
+
+
+def _gpu_id(gpu: Any) -> str:
+    return str(gpu.get("index", gpu.get("id", gpu)) if isinstance(gpu, dict) else gpu)
 
 
 def _as_url(host: str) -> str:

@@ -3,10 +3,12 @@
     aios-instance run my_block.py:MyBlock [--block-data block.json] [--redis URL] [--block-id ID]
     aios-instance send --data '{"value": 0.7}' --wait
     aios-instance tail OUTPUT
-    aios-instance dead list | show N | replay [N ...]
+    aios-instance dead list | show N | replay [N ...] | replay --all
 
 With no Redis configured, ``run`` starts an embedded redis-server on a free loopback port and
-records its URL in a small state file, so ``send``/``tail``/``dead`` in another shell find it.
+records its URL in a small state file (``--state-file``), so ``send``/``tail``/``dead`` in
+another shell find it. ``--redis``, ``--block-id`` and ``--state-file`` go before or after the
+command. See docs/cli.md.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ import importlib.util
 import json
 import logging
 import os
+import signal
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from . import _json, keys
@@ -36,8 +40,10 @@ __all__ = ["load_block_class", "main"]
 log = logging.getLogger("aios_instance.cli")
 
 
-def _state_file() -> Path:
-    """Where ``run`` records its embedded Redis (per user, per machine)."""
+def _state_file(explicit: str | None = None) -> Path:
+    """Where ``run`` records its embedded Redis: ``--state-file``, else per user and machine."""
+    if explicit:
+        return Path(explicit)
     return Path(tempfile.gettempdir()) / f"aios-instance-{os.getuid()}" / "embedded.json"
 
 
@@ -69,48 +75,74 @@ def load_block_class(spec: str) -> type[Any]:
 # -- run ------------------------------------------------------------------------------------
 def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from .block import Block
-    from .embedded import EmbeddedRedis
 
     block_class = load_block_class(args.block)
-    embedded = None
-    if not settings.redis_configured:
-        embedded = EmbeddedRedis(binary=settings.redis_server_binary).start()
-        settings = settings.with_overrides(redis_url_override=embedded.url)
-        _write_state({"url": embedded.url, "block_id": settings.block_id, "pid": os.getpid()})
-        print(f"embedded redis-server at {embedded.url}", flush=True)
-    print(f"serving block {settings.block_id} (input list {keys.inputs(settings.block_id)})",
-          flush=True)  # fmt: skip
+    if settings.redis_configured:
+        _serve(Block(block_class, settings), settings)
+        return 0
+    from .embedded import EmbeddedRedis
+
+    state_file = _state_file(args.state_file)
+    previous = signal.signal(signal.SIGTERM, _exit_on_signal)  # until Block.run takes over
+    embedded = EmbeddedRedis(binary=settings.redis_server_binary).start()
     try:
-        Block(block_class, settings).run()
+        settings = settings.with_overrides(redis_url_override=embedded.url)
+        _write_state(state_file, {"url": embedded.url, "block_id": settings.block_id,
+                                  "pid": os.getpid(), "redis_pid": embedded.pid})  # fmt: skip
+        print(f"embedded redis-server at {embedded.url}", flush=True)
+        _serve(Block(block_class, settings), settings)
     finally:
-        if embedded is not None:
-            _state_file().unlink(missing_ok=True)
-            embedded.stop()
+        signal.signal(signal.SIGTERM, previous)
+        _remove_state(state_file)
+        embedded.stop()
     return 0
 
 
-def _write_state(state: dict[str, Any]) -> None:
-    path = _state_file()
+def _serve(block: Any, settings: Settings) -> None:
+    print(f"serving block {settings.block_id} (input list {keys.inputs(settings.block_id)})",
+          flush=True)  # fmt: skip
+    block.run()
+
+
+def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM before the block serves (e.g. while its model loads): unwind, so the embedded
+    Redis is stopped rather than orphaned."""
+    raise SystemExit(128 + signum)
+
+
+def _write_state(path: Path, state: dict[str, Any]) -> None:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path.write_text(_json.dumps(state))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(_json.dumps(state))
+    tmp.replace(path)  # readers never see a half-written file
 
 
-def _read_state() -> dict[str, Any] | None:
+def _remove_state(path: Path) -> None:
+    """Remove the state file if it is still ours (another `run` may have taken it over)."""
+    state = _read_state(path)
+    if state is None or state.get("pid") == os.getpid():
+        path.unlink(missing_ok=True)
+
+
+def _read_state(path: Path) -> dict[str, Any] | None:
     try:
-        state = _json.loads(_state_file().read_text())
+        state = _json.loads(path.read_text())
         os.kill(int(state["pid"]), 0)  # the recording `run` must still be alive
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return state if isinstance(state, dict) else None
 
 
-def _client_settings(settings: Settings) -> Settings:
+def _client_settings(settings: Settings, args: argparse.Namespace) -> Settings:
     """For send/tail/dead: the configured Redis, else a running embedded one."""
     if settings.redis_configured:
         return settings
-    state = _read_state()
+    state = _read_state(_state_file(args.state_file))
     if state is None:
-        return settings
+        raise ConfigError(
+            "no Redis configured and no `aios-instance run` with an embedded Redis found; "
+            "pass --redis URL or set AIOS_REDIS_URL"
+        )
     block_id = settings.block_id if settings.block_id_configured else state.get("block_id")
     return settings.with_overrides(redis_url_override=state["url"], block_id=block_id)
 
@@ -119,7 +151,7 @@ def _client_settings(settings: Settings) -> Settings:
 def _cmd_send(args: argparse.Namespace, settings: Settings) -> int:
     from .transport.redis import connect
 
-    settings = _client_settings(settings)
+    settings = _client_settings(settings, args)
     client = connect(settings.redis_url, socket_timeout_s=args.timeout + 5)
     try:
         data = _json.loads(args.data) if args.data is not None else None
@@ -133,9 +165,10 @@ def _cmd_send(args: argparse.Namespace, settings: Settings) -> int:
         output_ptr = {"outputs": [{"host": kw.get("host", "localhost"),
                                    "port": kw.get("port", 6379), "queue_name": reply}]}  # fmt: skip
     queue = args.to or keys.inputs(settings.block_id)
+    session = args.session or uuid.uuid4().hex  # one session; seq_no counts the copies
     for i in range(args.count):
-        packet = make_packet(data, files=files, session_id=args.session or uuid.uuid4().hex,
-                             seq_no=args.seq + i, output_ptr=output_ptr)  # fmt: skip
+        packet = make_packet(data, files=files, session_id=session, seq_no=args.seq + i,
+                             output_ptr=output_ptr)  # fmt: skip
         client.lpush(queue, packet.SerializeToString())
     if not reply:
         print(f"sent {args.count} packet(s) to {queue}")
@@ -160,7 +193,7 @@ def _await_replies(client: Any, reply: str, count: int, timeout_s: float) -> int
 def _cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
     from .transport.redis import connect
 
-    settings = _client_settings(settings)
+    settings = _client_settings(settings, args)
     client = connect(settings.redis_url, socket_timeout_s=max(args.timeout, 1.0) + 5)
     seen = 0
     deadline = time.monotonic() + args.timeout if args.timeout else None
@@ -206,13 +239,13 @@ def _describe(raw: bytes) -> str:
 def _cmd_dead(args: argparse.Namespace, settings: Settings) -> int:
     from .transport.redis import connect
 
-    settings = _client_settings(settings)
+    settings = _client_settings(settings, args)
     client = connect(settings.redis_url)
     dead_key = keys.dead_letters(settings.block_id)
     records = [_b(r) for r in client.lrange(dead_key, 0, -1)[::-1]]  # oldest first
     if args.action == "list":
         for i, raw in enumerate(records):
-            rec = _json.loads(raw)
+            rec = _parse_record(raw)
             print(f"{i}\t{rec.get('outcome')}\t{rec.get('stage')}\t{rec.get('session_id')}:"
                   f"{rec.get('seq_no')}\t{rec.get('reason')}")  # fmt: skip
         print(f"{len(records)} dead letter(s) in {dead_key}", file=sys.stderr)
@@ -220,19 +253,34 @@ def _cmd_dead(args: argparse.Namespace, settings: Settings) -> int:
     picks = _pick(records, args.indexes, every=args.action == "replay" and args.all)
     if args.action == "show":
         for i in picks:
-            print(_json.dumps(_json.loads(records[i])))
+            rec = _parse_record(records[i])
+            decoded = [_json.loads(_describe(p)) for p in record_packets(rec)]
+            print(_json.dumps({**rec, "decoded": decoded}))
         return 0
-    replayed = 0
+    replayed, used = 0, 0
     for i in picks:
-        rec = _json.loads(records[i])
+        packets = record_packets(_parse_record(records[i]))
+        if not packets:
+            print(f"skipped dead letter {i}: it holds no packet", file=sys.stderr)
+            continue
         pipe = client.pipeline(transaction=True)
-        for packet in record_packets(rec):
-            pipe.lpush(keys.inputs(settings.block_id), packet)
-            replayed += 1
+        pipe.lpush(keys.inputs(settings.block_id), *packets)
         pipe.lrem(dead_key, 1, records[i])  # type: ignore[arg-type]  # redis-py accepts bytes
         pipe.execute()
-    print(f"replayed {replayed} packet(s) from {len(picks)} record(s)")
+        replayed, used = replayed + len(packets), used + 1
+    print(f"replayed {replayed} packet(s) from {used} record(s)")
     return 0
+
+
+def _parse_record(raw: bytes) -> dict[str, Any]:
+    """A dead-letter record; something else pushed to the list shows as unreadable."""
+    try:
+        rec = _json.loads(raw)
+    except ValueError:
+        rec = None
+    if not isinstance(rec, dict):
+        return {"outcome": "?", "stage": "?", "reason": f"not a dead-letter record: {raw[:80]!r}"}
+    return rec
 
 
 def _pick(records: Sequence[bytes], indexes: Sequence[int], *, every: bool) -> list[int]:
@@ -251,15 +299,19 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="aios-instance", description="Run AIOS blocks and talk to them over Redis."
     )
-    p.add_argument("--redis", help="Redis URL (default: REDIS_*/AIOS_REDIS_URL, else embedded)")
-    p.add_argument("--block-id", help="block id (default: BLOCK_ID, else 'block')")
+    _add_common(p, None)
+    common = argparse.ArgumentParser(add_help=False)
+    _add_common(common, argparse.SUPPRESS)  # also accepted after the command
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="serve a block class", description="Serve a block class.")
+    def command(name: str, help: str, description: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=description, parents=[common])
+
+    run = command("run", "serve a block class", "Serve a block class.")
     run.add_argument("block", help="FILE.py:Class or module:Class")
     run.add_argument("--block-data", help="local JSON/YAML block-data document")
 
-    send = sub.add_parser("send", help="send a job to a block", description="Send a job.")
+    send = command("send", "send a job to a block", "Send a job.")
     send.add_argument("--data", help="JSON for the packet's data")
     send.add_argument("--file", action="append", help="attach a file (repeatable)")
     send.add_argument("--session", help="session_id (default: random)")
@@ -270,18 +322,33 @@ def _parser() -> argparse.ArgumentParser:
     send.add_argument("--wait", action="store_true", help="wait for and print the output")
     send.add_argument("--timeout", type=float, default=10.0, help="--wait limit in seconds")
 
-    tail = sub.add_parser("tail", help="print packets from a list as they arrive",
-                          description="Pop and print packets from a Redis list.")  # fmt: skip
+    tail = command("tail", "print packets from a list as they arrive",
+                   "Pop and print packets from a Redis list.")  # fmt: skip
     tail.add_argument("queue")
     tail.add_argument("--count", type=int, help="stop after N packets")
     tail.add_argument("--timeout", type=float, default=0.0, help="stop after S seconds")
 
-    dead = sub.add_parser("dead", help="inspect and replay dead letters",
-                          description="Inspect and replay {block_id}_dead.")  # fmt: skip
+    dead = command("dead", "inspect and replay dead letters",
+                   "Inspect and replay {block_id}_dead.")  # fmt: skip
     dead.add_argument("action", choices=("list", "show", "replay"))
     dead.add_argument("indexes", nargs="*", type=int, help="record indexes (from `dead list`)")
     dead.add_argument("--all", action="store_true", help="replay every record")
     return p
+
+
+def _add_common(parser: argparse.ArgumentParser, default: Any) -> None:
+    """Options every command takes, before or after the command name."""
+    parser.add_argument(
+        "--redis",
+        default=default,
+        help="Redis URL (default: REDIS_*/AIOS_REDIS_URL, else embedded)",
+    )
+    parser.add_argument(
+        "--block-id", default=default, help="block id (default: BLOCK_ID, else 'block')"
+    )
+    parser.add_argument("--state-file", default=default,
+                        help="where `run` records its embedded Redis for the other commands "
+                             "(default: a per-user file in the temp directory)")  # fmt: skip
 
 
 _COMMANDS = {"run": _cmd_run, "send": _cmd_send, "tail": _cmd_tail, "dead": _cmd_dead}

@@ -3,33 +3,41 @@
 One step claims up to K packets, runs them through the pipeline, and commits: pushes to
 remote destinations (one pipelined round trip per endpoint), then one transaction on the
 input Redis with the local pushes, the dead letters and the acknowledgements. A packet is
-acknowledged only when every output it produced is pushed. Outputs to an unreachable endpoint
-are *parked* and retried with backoff while the loop keeps serving other packets; past
-``delivery_timeout_s`` they are dead-lettered with the reason. Metrics and logging happen in
+acknowledged only when every output it produced is pushed (or dead-lettered).
+
+Outputs to an unreachable endpoint are *parked*: their inputs stay claimed, the endpoint is
+retried with exponential backoff (new outputs for it are parked without a try while it backs
+off) and the loop keeps serving other packets; past ``delivery_timeout_s`` they are
+dead-lettered with the reason. A push the server *rejects* (``WRONGTYPE``: the list name is
+another kind of key) cannot succeed on retry and is dead-lettered at once. When the input
+Redis itself is down, the whole commit is parked and retried. Metrics and logging happen in
 ``WorkerHooks`` around the loop, not inside it.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import keys
 from ._pipeline import Failure, Pipeline, PipelineResult
 from .deadletter import dead_letter_record
-from .errors import TransportError
+from .errors import PacketDecodeError, TransportError
+from .packet import decode_packet
 from .routing import Destination
 from .transport import Claim, Sink, Source
 
-__all__ = ["Worker", "WorkerHooks"]
+__all__ = ["MAX_PARKED", "Worker", "WorkerHooks"]
 
 log = logging.getLogger(__name__)
 
-MAX_PARKED = 10_000  # outputs held for an unreachable endpoint before claiming pauses
+MAX_PARKED = 10_000  # outputs held for unreachable endpoints before claiming pauses
 _BACKOFF_MIN_S = 0.05
 _BACKOFF_MAX_S = 5.0
 
@@ -52,12 +60,28 @@ class WorkerHooks:
 
 @dataclass(eq=False)
 class _Delivery:
-    """The outputs of one input (or muxed group), still to be pushed, and its dead letters."""
+    """Inputs to acknowledge once their outputs still ``pending`` are pushed.
+
+    One per input (or muxed group) while remote pushes are outstanding; a whole commit when
+    the input Redis could not be reached (then every pending destination is local).
+    ``dead`` are records committed with the acknowledgement; ``origins`` names the inputs
+    behind each local destination (to dead-letter them if the server rejects the push).
+    """
 
     sources: tuple[bytes, ...]
     pending: dict[Destination, list[bytes]] = field(default_factory=dict)
+    dead: list[bytes] = field(default_factory=list)
+    origins: dict[Destination, list[bytes]] = field(default_factory=dict)
     first_failure: float = 0.0
-    last_error: str = ""
+
+
+@dataclass
+class _Endpoint:
+    """Backoff state of an endpoint whose last push failed."""
+
+    backoff_s: float = _BACKOFF_MIN_S
+    retry_at: float = 0.0
+    error: str = ""
 
 
 class Worker:
@@ -89,10 +113,10 @@ class Worker:
         self.hooks = hooks or WorkerHooks()
         self.stopping = threading.Event()
         self._parked: list[_Delivery] = []
-        self._retry_at: dict[str, float] = {}  # endpoint key → monotonic time of next try
-        self._backoff: dict[str, float] = {}
+        self._parked_outputs = 0
+        self._next_retry = math.inf  # monotonic time the parked deliveries need attention
+        self._down: dict[str, _Endpoint] = {}
         self._attempts: dict[bytes, int] = {}
-        self._last_errors: dict[Destination, str] = {}
         self.in_flight = 0
 
     # -- loop ------------------------------------------------------------------------------
@@ -112,16 +136,18 @@ class Worker:
     def step(self) -> int:
         """One claim/process/commit cycle; returns the number of packets claimed."""
         self._retry_parked()
-        if sum(len(p) for d in self._parked for p in d.pending.values()) > MAX_PARKED:
+        if self._parked_outputs > MAX_PARKED:
             self.stopping.wait(self._wait_s())  # backpressure: an endpoint is down
             return 0
         claims = self.source.claim(self.claim_batch, self._wait_s())
         self.in_flight = len(claims)
-        if claims:
-            self.hooks.claimed(claims)
-            self._handle(claims)
-        self._tick_if_due()
-        self.in_flight = 0
+        try:
+            if claims:
+                self.hooks.claimed(claims)
+                self._handle(claims)
+            self._tick_if_due()
+        finally:
+            self.in_flight = 0
         return len(claims)
 
     def _handle(self, claims: list[Claim]) -> None:
@@ -147,13 +173,11 @@ class Worker:
 
     def _wait_s(self) -> float:
         """How long a claim may block: until the next batch/muxer deadline or parked retry."""
-        wait = self.idle_wait_s
         now = time.monotonic()
+        wait = min(self.idle_wait_s, self._next_retry - now)
         deadline = self.pipeline.next_deadline()
         if deadline is not None:
             wait = min(wait, deadline - now)
-        if self._parked and self._retry_at:
-            wait = min(wait, min(self._retry_at.values()) - now)
         return max(wait, 0.0)
 
     # -- commit ----------------------------------------------------------------------------
@@ -162,115 +186,207 @@ class Worker:
         acks = Counter(claimed)
         acks.subtract(result.waiting_raws)
         acks.update(result.released_raws)
-        dead_reasons: Counter[str] = Counter({"max_deliveries": len(dead)} if dead else {})
+        reasons: Counter[str] = Counter({"max_deliveries": len(dead)} if dead else {})
         for failure in result.failures:
             dead.append(self._record(failure))
-            dead_reasons[failure.outcome.value] += 1
+            reasons[failure.outcome.value] += 1
         deliveries = _group_outputs(result)
-        parked = self._push_remote(deliveries)
+        self._push_remote(deliveries, time.monotonic())
+        parked = [d for d in deliveries if self._remote_pending(d)]
         for delivery in parked:
             acks.subtract(delivery.sources)
-        local = _merge_local(deliveries, self.source)
-        ack_list = [raw for raw in (+acks).elements() if raw]
-        self._commit_local(local, ack_list, dead, deliveries, parked)
-        pushed = sum(len(o.destinations) for o in result.outputs)
-        self.hooks.committed(pushed, dead_reasons, len(ack_list), time.perf_counter() - t0)
-        for raw in ack_list:
-            self._attempts.pop(raw, None)
-
-    def _commit_local(
-        self,
-        local: dict[Destination, list[bytes]],
-        acks: list[bytes],
-        dead: list[bytes],
-        deliveries: list[_Delivery],
-        parked: list[_Delivery],
-    ) -> None:
+        batch = self._merge(deliveries, parked)
+        batch.sources = tuple(raw for raw in (+acks).elements() if raw)
+        batch.dead[:0] = dead
+        rejected = sum(len(d.dead) for d in deliveries)
+        if rejected:
+            log.error("dead-lettered %d jobs whose push was rejected (see %s)", rejected,
+                      keys.dead_letters(self.block_id))  # fmt: skip
+        reasons["delivery_error"] += rejected
+        self._parked.extend(parked)
         try:
-            self.source.commit(local, acks, dead)
-        except TransportError:
-            # Input Redis down: nothing was acknowledged, so every packet stays claimed in
-            # Redis and is requeued by the lease protocol if we die; retry the commit later.
-            for delivery in deliveries:
-                if delivery not in parked:
-                    delivery.first_failure = time.monotonic()
-                    self._parked.append(delivery)
-            self._parked.append(_Delivery(tuple(acks), {}, time.monotonic(), "commit failed"))
-            if dead:
-                self._parked.append(_DeadOnly(dead))
-            raise
-        else:
-            for delivery in parked:
-                _drop_local(delivery, self.source)
-                self._parked.append(delivery)
+            self._send(batch)
+        finally:
+            self._refresh()
+        seconds = time.perf_counter() - t0
+        pushed = sum(len(o.destinations) for o in result.outputs)
+        self.hooks.committed(pushed, +reasons, len(batch.sources), seconds)
 
-    def _push_remote(self, deliveries: Sequence[_Delivery]) -> list[_Delivery]:
-        """Push to non-local endpoints; returns deliveries that still have pushes pending."""
-        by_sink: dict[int, tuple[Any, dict[Destination, list[bytes]]]] = {}
+    def _merge(self, deliveries: Sequence[_Delivery], parked: Sequence[_Delivery]) -> _Delivery:
+        """One commit: every local push of ``deliveries``, the sources and dead letters of
+        those not ``parked`` (a parked delivery's local outputs go now; it keeps the rest)."""
+        batch = _Delivery(())
+        held = {id(d) for d in parked}
+        sources: list[bytes] = []
+        for delivery in deliveries:
+            for dest in [d for d in delivery.pending if self.source.is_local(d)]:
+                batch.pending.setdefault(dest, []).extend(delivery.pending.pop(dest))
+                origins = delivery.origins.get(dest, delivery.sources)
+                batch.origins.setdefault(dest, []).extend(origins)
+            if id(delivery) not in held:
+                sources.extend(delivery.sources)
+                batch.dead.extend(delivery.dead)
+        batch.sources = tuple(sources)
+        return batch
+
+    def _send(self, batch: _Delivery) -> None:
+        """Commit on the input Redis; park the whole batch when it cannot be reached."""
+        try:
+            rejected = self.source.commit(batch.pending, batch.sources, batch.dead)
+        except TransportError:
+            # Nothing was acknowledged: the packets stay claimed in Redis (requeued by the
+            # lease protocol if we die); the commit is retried at the next step.
+            batch.first_failure = batch.first_failure or time.monotonic()
+            self._parked.append(batch)
+            raise
+        for raw in batch.sources:
+            self._attempts.pop(raw, None)
+        if rejected:
+            self._dead_letter_rejected(rejected, batch.origins)
+
+    def _dead_letter_rejected(
+        self, rejected: Mapping[Destination, str], origins: Mapping[Destination, list[bytes]]
+    ) -> None:
+        """Local pushes the server refused (their inputs are already acknowledged)."""
+        records = [
+            self._rejected(origins.get(dest, []), dest, err) for dest, err in rejected.items()
+        ]
+        log.error("dead-lettered %d jobs whose push was rejected (see %s)", len(records),
+                  keys.dead_letters(self.block_id))  # fmt: skip
+        try:
+            self.source.commit({}, (), records)
+        except TransportError:
+            self._parked.append(_Delivery((), dead=records, first_failure=time.monotonic()))
+            raise
+
+    def _push_remote(self, deliveries: Sequence[_Delivery], now: float) -> None:
+        """Push pending remote outputs, one round trip per sink; endpoints that are backing
+        off are not tried. Pushed destinations leave ``pending``; rejected ones become dead
+        letters of their delivery."""
+        batches: dict[int, tuple[Any, dict[Destination, list[bytes]]]] = {}
         for delivery in deliveries:
             for dest, payloads in delivery.pending.items():
-                if not self.source.is_local(dest):
-                    sink = self._sink_for(dest)
-                    by_sink.setdefault(id(sink), (sink, {}))[1].setdefault(dest, []).extend(
-                        payloads
-                    )
-        failed: set[Destination] = set()
-        for sink, batch in by_sink.values():
-            if not self._try_push(sink, batch):
-                failed.update(batch)
-        return [d for d in deliveries if _settle(d, failed, self.source)]
+                if self.source.is_local(dest):
+                    continue
+                down = self._down.get(_endpoint(dest))
+                if down is not None and down.retry_at > now:
+                    continue
+                sink = self._sink_for(dest)
+                batches.setdefault(id(sink), (sink, {}))[1].setdefault(dest, []).extend(payloads)
+        pushed: set[Destination] = set()
+        rejected: dict[Destination, str] = {}
+        for sink, batch in batches.values():
+            outcome = self._try_push(sink, batch)
+            if outcome is not None:
+                pushed.update(batch)
+                rejected.update(outcome)
+        for delivery in deliveries:
+            self._settle(delivery, pushed, rejected, now)
 
-    def _try_push(self, sink: Sink, batch: dict[Destination, list[bytes]]) -> bool:
+    def _try_push(
+        self, sink: Sink, batch: dict[Destination, list[bytes]]
+    ) -> Mapping[Destination, str] | None:
+        """Push one sink's batch: the rejected destinations, or None when unreachable."""
         key = _endpoint(next(iter(batch)))
         try:
-            sink.push(batch)
+            rejected = sink.push(batch)
         except TransportError as exc:
-            backoff = min(self._backoff.get(key, _BACKOFF_MIN_S) * 2, _BACKOFF_MAX_S)
-            self._backoff[key] = backoff
-            self._retry_at[key] = time.monotonic() + backoff
+            if key not in self._down:
+                log.warning("endpoint %s unreachable, parking its outputs: %s", key, exc)
+            down = self._down.setdefault(key, _Endpoint(backoff_s=_BACKOFF_MIN_S / 2))
+            down.backoff_s = min(down.backoff_s * 2, _BACKOFF_MAX_S)
+            down.retry_at = time.monotonic() + down.backoff_s
+            down.error = str(exc)
             self.hooks.delivery_failed(key, exc, sum(len(p) for p in batch.values()))
-            for dest in batch:
-                self._last_errors[dest] = str(exc)
-            return False
-        self._backoff.pop(key, None)
-        self._retry_at.pop(key, None)
-        return True
+            return None
+        if self._down.pop(key, None) is not None:
+            log.warning("endpoint %s reachable again", key)
+        return rejected
+
+    def _settle(
+        self,
+        delivery: _Delivery,
+        pushed: set[Destination],
+        rejected: Mapping[Destination, str],
+        now: float,
+    ) -> None:
+        for dest in [d for d in delivery.pending if d in pushed]:
+            del delivery.pending[dest]
+            if dest in rejected:
+                delivery.dead.append(self._rejected(delivery.sources, dest, rejected[dest]))
+        if not delivery.first_failure and self._remote_pending(delivery):
+            delivery.first_failure = now
+
+    def _remote_pending(self, delivery: _Delivery) -> bool:
+        return any(not self.source.is_local(d) for d in delivery.pending)
 
     # -- parked outputs --------------------------------------------------------------------
     def _retry_parked(self) -> None:
-        if not self._parked:
-            return
         now = time.monotonic()
-        if self._retry_at and min(self._retry_at.values()) > now:
+        if not self._parked or self._next_retry > now:
             return
         parked, self._parked = self._parked, []
-        expired = [d for d in parked if self._timed_out(d, now)]
-        retry = [d for d in parked if d not in expired]
-        dead_only = [d for d in retry if isinstance(d, _DeadOnly)]
-        retry = [d for d in retry if not isinstance(d, _DeadOnly)]
-        still = self._push_remote(retry)
-        done = [d for d in retry if d not in still]
-        acks = [raw for d in done + expired for raw in d.sources if raw]
-        dead = [rec for d in dead_only for rec in d.records] + [self._expired(d) for d in expired]
-        local = _merge_local(done, self.source)
+        records_before = sum(len(d.dead) for d in parked)
+        for delivery in [d for d in parked if self._expires_at(d) <= now]:
+            delivery.dead.append(self._expired(delivery))
+            delivery.pending.clear()
+        self._push_remote(parked, now)
+        new_records = sum(len(d.dead) for d in parked) - records_before
+        still = [d for d in parked if self._remote_pending(d)]
+        batch = self._merge(parked, still)
+        self._parked = still
         try:
-            self._commit_local(local, acks, dead, [], still)
-        except TransportError:
-            self._parked = parked
-            raise
+            self._send(batch)
+        finally:
+            self._refresh()
+        if new_records:
+            log.error("dead-lettered %d jobs whose outputs could not be delivered (see %s)",
+                      new_records, keys.dead_letters(self.block_id))  # fmt: skip
+        if batch.sources or new_records:
+            reasons: Counter[str] = Counter(delivery_error=new_records)
+            self.hooks.committed(0, +reasons, len(batch.sources), 0.0)
 
-    def _timed_out(self, delivery: _Delivery, now: float) -> bool:
-        remote = any(not self.source.is_local(d) for d in delivery.pending)
-        return remote and now - delivery.first_failure > self.delivery_timeout_s
+    def _expires_at(self, delivery: _Delivery) -> float:
+        if not self._remote_pending(delivery):
+            return math.inf  # a commit waiting for the input Redis never expires
+        return delivery.first_failure + self.delivery_timeout_s
+
+    def _refresh(self) -> None:
+        """Recount parked outputs and when the next retry or expiry is due."""
+        due, count = math.inf, 0
+        for delivery in self._parked:
+            count += sum(len(p) for p in delivery.pending.values())
+            if not self._remote_pending(delivery):
+                due = 0.0  # a parked commit: retry at once (the next claim fails fast)
+                continue
+            due = min(due, self._expires_at(delivery))
+            for dest in delivery.pending:
+                down = self._down.get(_endpoint(dest))
+                due = min(due, down.retry_at if down is not None else 0.0)
+        self._next_retry, self._parked_outputs = due, count
 
     def _expired(self, delivery: _Delivery) -> bytes:
-        where = ", ".join(sorted({_endpoint(d) for d in delivery.pending}))
-        errors = "; ".join(sorted({self._last_errors.get(d, "") for d in delivery.pending}))
-        reason = f"outputs undeliverable to {where} for {self.delivery_timeout_s:g}s: {errors}"
-        log.error("dead-lettering %d packets: %s", len(delivery.sources), reason)
+        where = sorted({_endpoint(d) for d in delivery.pending if not self.source.is_local(d)})
+        errors = sorted({self._down[e].error for e in where if e in self._down})
+        reason = (
+            f"outputs undeliverable to {', '.join(where)} for "
+            f"{self.delivery_timeout_s:g}s: {'; '.join(errors)}"
+        )
+        log.debug("dead-lettering %d packets: %s", len(delivery.sources), reason)
+        return self._delivery_record(delivery.sources, reason)
+
+    def _rejected(self, sources: Sequence[bytes], dest: Destination, error: str) -> bytes:
+        reason = f"{_endpoint(dest)} rejected the push to {dest.queue_name!r}: {error}"
+        log.debug("dead-lettering %d packets: %s", len(sources), reason)
+        return self._delivery_record(sources, reason)
+
+    def _delivery_record(self, sources: Sequence[bytes], reason: str) -> bytes:
+        first = sources[0] if sources else b""
+        session_id, seq_no = _job_of(first)
         return dead_letter_record(
-            outcome="delivery_error", stage="push", reason=reason, packets=delivery.sources,
-            block_id=self.block_id, instance_id=self.instance_id,
+            outcome="delivery_error", stage="push", reason=reason, packets=sources,
+            block_id=self.block_id, instance_id=self.instance_id, session_id=session_id,
+            seq_no=seq_no, attempts=self._attempts.get(first, 1),
         )  # fmt: skip
 
     # -- shutdown --------------------------------------------------------------------------
@@ -287,7 +403,8 @@ class Worker:
             while self._parked and time.monotonic() < deadline:
                 self._retry_parked()
                 if self._parked:
-                    time.sleep(min(0.1, max(deadline - time.monotonic(), 0)))
+                    wait = min(self._next_retry, deadline) - time.monotonic()
+                    time.sleep(min(max(wait, 0.0), 0.1))
         except TransportError as exc:
             log.error("could not finish claimed packets at shutdown: %s", exc)
         if self._parked:
@@ -312,26 +429,19 @@ class Worker:
                 f"(max_deliveries={self.max_deliveries})"
             )
             log.error("dead-lettering a packet: %s", reason)
-            records.append(
-                dead_letter_record(
-                    outcome="max_deliveries", stage="claim", reason=reason, packets=[claim.raw],
-                    block_id=self.block_id, instance_id=self.instance_id, attempts=claim.attempt,
-                )  # fmt: skip
-            )
+            session_id, seq_no = _job_of(claim.raw)
+            record = dead_letter_record(
+                outcome="max_deliveries", stage="claim", reason=reason, packets=[claim.raw],
+                block_id=self.block_id, instance_id=self.instance_id, session_id=session_id,
+                seq_no=seq_no, attempts=claim.attempt,
+            )  # fmt: skip
+            records.append(record)
         return records
 
     @property
     def parked(self) -> int:
-        """Outputs waiting for an unreachable endpoint."""
-        return sum(len(p) for d in self._parked for p in d.pending.values())
-
-
-class _DeadOnly(_Delivery):
-    """Dead letters whose commit failed, kept for the next try."""
-
-    def __init__(self, records: list[bytes]) -> None:
-        super().__init__((), {}, time.monotonic(), "commit failed")
-        self.records = records
+        """Outputs waiting for an unreachable endpoint (or for the input Redis)."""
+        return self._parked_outputs
 
 
 def _group_outputs(result: PipelineResult) -> list[_Delivery]:
@@ -346,29 +456,13 @@ def _group_outputs(result: PipelineResult) -> list[_Delivery]:
     return list(by_sources.values())
 
 
-def _settle(delivery: _Delivery, failed: set[Destination], source: Source) -> bool:
-    """Drop pushed remote destinations; True when some remote push is still pending."""
-    for dest in list(delivery.pending):
-        if not source.is_local(dest) and dest not in failed:
-            del delivery.pending[dest]
-    pending = any(not source.is_local(d) for d in delivery.pending)
-    if pending and not delivery.first_failure:
-        delivery.first_failure = time.monotonic()
-    return pending
-
-
-def _merge_local(deliveries: Iterable[_Delivery], source: Source) -> dict[Destination, list[bytes]]:
-    local: dict[Destination, list[bytes]] = {}
-    for delivery in deliveries:
-        for dest, payloads in delivery.pending.items():
-            if source.is_local(dest):
-                local.setdefault(dest, []).extend(payloads)
-    return local
-
-
-def _drop_local(delivery: _Delivery, source: Source) -> None:
-    for dest in [d for d in delivery.pending if source.is_local(d)]:
-        del delivery.pending[dest]
+def _job_of(raw: bytes) -> tuple[str, int]:
+    """(session_id, seq_no) of a packet, for a dead-letter record (blank if undecodable)."""
+    try:
+        packet = decode_packet(raw)
+    except PacketDecodeError:
+        return "", 0
+    return packet.session_id, packet.seq_no
 
 
 def _endpoint(dest: Destination) -> str:

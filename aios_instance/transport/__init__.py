@@ -26,10 +26,12 @@ class Claim(NamedTuple):
 class Sink(Protocol):
     """Pushes serialized packets to lists/endpoints of one destination address."""
 
-    def push(self, batches: Mapping[Destination, Sequence[bytes]]) -> None:
+    def push(self, batches: Mapping[Destination, Sequence[bytes]]) -> Mapping[Destination, str]:
         """Push every payload to its destination in as few round trips as possible.
 
-        Raises TransportError when the endpoint cannot be reached (nothing is assumed pushed).
+        Returns the destinations the server *rejected* (a push that cannot succeed on retry,
+        e.g. ``WRONGTYPE``) with the error; every other destination was pushed. Raises
+        TransportError when the endpoint cannot be reached (nothing is assumed pushed).
         """
 
     def close(self) -> None:
@@ -50,8 +52,12 @@ class Source(Protocol):
         pushes: Mapping[Destination, Sequence[bytes]],
         acks: Sequence[bytes],
         dead: Sequence[bytes],
-    ) -> None:
-        """Atomically push local outputs and dead letters and acknowledge ``acks``."""
+    ) -> Mapping[Destination, str]:
+        """Atomically push local outputs and dead letters and acknowledge ``acks``.
+
+        Returns the local destinations the server rejected (the rest of the commit, acks
+        included, took effect). Raises TransportError when nothing took effect.
+        """
 
     def release(self, raws: Sequence[bytes]) -> None:
         """Hand claimed, unprocessed jobs back to the front of the input (shutdown)."""

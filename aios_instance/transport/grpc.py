@@ -38,12 +38,14 @@ class GrpcSink:
             response_deserializer=pb.InferenceRespose.FromString,
         )
 
-    def push(self, batches: Mapping[Destination, Sequence[bytes]]) -> None:
-        """Send each payload; raises TransportError on the first failure."""
+    def push(self, batches: Mapping[Destination, Sequence[bytes]]) -> Mapping[Destination, str]:
+        """Send each payload; raises TransportError on the first failure (the whole batch is
+        retried: payloads sent before it may arrive twice)."""
         for dest, payloads in batches.items():
             metadata = (("x-service-name", dest.block_id),)
             for payload in payloads:
                 self._call(payload, metadata)
+        return {}
 
     def _call(self, payload: bytes, metadata: Any) -> None:
         try:

@@ -10,6 +10,7 @@ import threading
 from collections import defaultdict, deque
 from collections.abc import Mapping, Sequence
 
+from ..errors import TransportError
 from ..routing import Destination
 from . import Claim
 
@@ -54,21 +55,24 @@ class MemorySource:
         pushes: Mapping[Destination, Sequence[bytes]],
         acks: Sequence[bytes],
         dead: Sequence[bytes],
-    ) -> None:
+    ) -> Mapping[Destination, str]:
         """Record pushes and dead letters, then drop the acknowledged jobs."""
         with self._cond:
             for dest, payloads in pushes.items():
                 self.lists[dest.queue_name].extend(payloads)
             self.dead.extend(dead)
             for raw in acks:
-                self.processing.remove(raw)
+                if raw in self.processing:  # like LREM: acknowledging twice is harmless
+                    self.processing.remove(raw)
+        return {}
 
     def release(self, raws: Sequence[bytes]) -> None:
         """Put claimed jobs back at the front, in order."""
         with self._cond:
             for raw in reversed(raws):
-                self.processing.remove(raw)
-                self.inputs.appendleft(raw)
+                if raw in self.processing:
+                    self.processing.remove(raw)
+                    self.inputs.appendleft(raw)
 
     def close(self) -> None:
         """Nothing to release."""
@@ -80,15 +84,16 @@ class MemorySink:
     def __init__(self) -> None:
         self.lists: dict[str, list[bytes]] = defaultdict(list)
         self.fail = False  # set to simulate an unreachable endpoint
+        self.attempts = 0  # push calls, failed ones included
 
-    def push(self, batches: Mapping[Destination, Sequence[bytes]]) -> None:
+    def push(self, batches: Mapping[Destination, Sequence[bytes]]) -> Mapping[Destination, str]:
         """Append, or raise TransportError while ``fail`` is set."""
+        self.attempts += 1
         if self.fail:
-            from ..errors import TransportError
-
             raise TransportError("memory sink set to fail")
         for dest, payloads in batches.items():
             self.lists[dest.queue_name].extend(payloads)
+        return {}
 
     def close(self) -> None:
         """Nothing to release."""

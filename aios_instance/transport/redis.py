@@ -7,7 +7,9 @@ round trip. A packet therefore leaves Redis only after its outputs are in Redis.
 
 Each instance renews a lease key; any instance requeues the processing list of an instance
 whose lease lapsed, to the *front* of the input, counting the delivery attempt (a hash keyed
-by the packet's SHA-1, touched only on that rare path, so the hot path pays one HLEN).
+by the packet's SHA-1, touched only on that rare path, so the hot path pays one HLEN). A
+requeued packet is claimed on its own, so a packet that crashes the process is isolated and
+dead-lettered after ``max_deliveries`` without taking its batch-mates with it.
 """
 
 from __future__ import annotations
@@ -33,17 +35,29 @@ log = logging.getLogger(__name__)
 _ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
 
 # KEYS: input, processing, attempts. ARGV: max count.
-# Returns {items} or {items, attempt counts} when any packet was ever requeued.
+# Returns {items} or {items, attempt counts} when any packet was ever requeued. A requeued
+# packet is claimed alone, and a batch stops before one: if it is a poison packet that kills
+# the process, only its own delivery count grows, not its batch-mates'.
 _CLAIM = """
 local items = redis.call('RPOP', KEYS[1], ARGV[1])
 if not items then return {} end
-redis.call('LPUSH', KEYS[2], unpack(items))
-if redis.call('HLEN', KEYS[3]) == 0 then return {items} end
+if redis.call('HLEN', KEYS[3]) == 0 then
+  redis.call('LPUSH', KEYS[2], unpack(items))
+  return {items}
+end
 local counts = {}
+local take = #items
 for i = 1, #items do
   counts[i] = tonumber(redis.call('HGET', KEYS[3], redis.sha1hex(items[i])) or '0')
+  if counts[i] > 0 then
+    take = (i == 1) and 1 or i - 1
+    break
+  end
 end
-return {items, counts}
+for i = #items, take + 1, -1 do redis.call('RPUSH', KEYS[1], items[i]) end
+local claimed = {unpack(items, 1, take)}
+redis.call('LPUSH', KEYS[2], unpack(claimed))
+return {claimed, {unpack(counts, 1, take)}}
 """
 
 # KEYS: processing, attempts. ARGV: acknowledged packets.
@@ -196,7 +210,7 @@ class RedisSource:
         items = reply[0]
         if len(reply) == 1:
             return [Claim(item, 1) for item in items]
-        return [Claim(item, 1 + int(n)) for item, n in zip(items, reply[1])]
+        return [Claim(item, 1 + int(n)) for item, n in zip(items, reply[1], strict=True)]
 
     def is_local(self, destination: Destination) -> bool:
         """Outputs to this source's own Redis ride in the commit's transaction."""
@@ -207,18 +221,28 @@ class RedisSource:
         pushes: Mapping[Destination, Sequence[bytes]],
         acks: Sequence[bytes],
         dead: Sequence[bytes],
-    ) -> None:
-        """Local pushes + dead letters + acks in one MULTI/EXEC round trip."""
+    ) -> Mapping[Destination, str]:
+        """Local pushes + dead letters + acks in one MULTI/EXEC round trip.
+
+        Returns the destinations whose LPUSH the server rejected (``WRONGTYPE``); everything
+        else in the transaction took effect. Raises TransportError when nothing did.
+        """
         pipe = self.client.pipeline(transaction=True)
+        order: list[Destination | None] = []
         for dest, payloads in pushes.items():
             if payloads:
                 pipe.lpush(dest.queue_name, *payloads)
+                order.append(dest)
         if dead:
             pipe.lpush(self._dead, *dead)
+            order.append(None)
         if acks:
             self._ack(keys=[self.processing, self._attempts], args=list(acks), client=pipe)
-        if len(pipe):
-            _guard(pipe.execute)
+            order.append(None)
+        if not order:
+            return {}
+        replies = _guard(pipe.execute, raise_on_error=False)
+        return _rejections(order, replies, transaction=True)
 
     def release(self, raws: Sequence[bytes]) -> None:
         """Hand claimed packets back to the front of the input, in their original order."""
@@ -237,14 +261,21 @@ class RedisSink:
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
 
-    def push(self, batches: Mapping[Destination, Sequence[bytes]]) -> None:
-        """One pipelined round trip: a variadic LPUSH per destination list."""
+    def push(self, batches: Mapping[Destination, Sequence[bytes]]) -> Mapping[Destination, str]:
+        """One pipelined round trip: a variadic LPUSH per destination list.
+
+        Returns the destinations the server rejected (``WRONGTYPE``); the rest were pushed.
+        """
         pipe = self.client.pipeline(transaction=False)
+        order: list[Destination | None] = []
         for dest, payloads in batches.items():
             if payloads:
                 pipe.lpush(dest.queue_name, *payloads)
-        if len(pipe):
-            _guard(pipe.execute)
+                order.append(dest)
+        if not order:
+            return {}
+        replies = _guard(pipe.execute, raise_on_error=False)
+        return _rejections(order, replies, transaction=False)
 
     def close(self) -> None:
         """Disconnect the pool."""
@@ -266,9 +297,34 @@ def _address_of_dest(dest: Destination) -> tuple[str, int, int]:
     return (dest.host, dest.port, dest.db)
 
 
+def _rejections(
+    order: Sequence[Destination | None], replies: Sequence[Any], *, transaction: bool
+) -> dict[Destination, str]:
+    """Destinations whose LPUSH failed and cannot succeed on retry (``WRONGTYPE``).
+
+    Inside EXEC every error is such a runtime error (refusals like OOM abort the whole
+    transaction, raised by ``execute``). In a plain pipeline any other error (OOM, READONLY)
+    is transient and raises TransportError, so the batch is retried.
+    """
+    rejected: dict[Destination, str] = {}
+    for dest, reply in zip(order, replies, strict=True):
+        if not isinstance(reply, Exception):
+            continue
+        if dest is None:
+            log.error("a dead-letter push or an acknowledgement failed: %s", reply)
+        elif transaction or str(reply).startswith("WRONGTYPE"):
+            rejected[dest] = str(reply)
+        else:
+            raise TransportError(f"redis refused a push: {reply}")
+    return rejected
+
+
 def _guard(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """Call a Redis operation, turning connection-level failures into TransportError."""
+    """Call a Redis operation, turning connection-level failures and refusals of a whole
+    command (OOM, READONLY, EXECABORT: nothing took effect) into TransportError."""
     try:
         return fn(*args, **kwargs)
     except _ERRORS as exc:
         raise TransportError(f"redis unreachable: {exc}") from exc
+    except redis.ResponseError as exc:
+        raise TransportError(f"redis refused the command: {exc}") from exc

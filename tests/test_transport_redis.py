@@ -1,0 +1,221 @@
+"""The reliable Redis source and the Redis sink against a real redis-server.
+
+Claim order, acknowledgement, leases and requeue of lapsed instances, release at shutdown,
+rejected pushes and an unreachable server.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+import redis
+
+from aios_instance import keys
+from aios_instance.embedded import EmbeddedRedis, free_port
+from aios_instance.errors import TransportError
+from aios_instance.routing import Destination
+from aios_instance.transport.redis import RedisSink, RedisSource, connect
+
+BLOCK = "tb"
+
+
+def _source(server: EmbeddedRedis, instance: str, ttl_s: float = 10.0) -> RedisSource:
+    return RedisSource(connect(server.url), BLOCK, instance, lease_ttl_s=ttl_s)
+
+
+def _fill(client: redis.Redis, n: int) -> list[bytes]:
+    """LPUSH p0..p{n-1} one by one, as producers do (p0 is the oldest)."""
+    items = [f"p{i}".encode() for i in range(n)]
+    for item in items:
+        client.lpush(keys.inputs(BLOCK), item)
+    return items
+
+
+def _dest(server: EmbeddedRedis, queue: str) -> Destination:
+    return Destination("redis", "127.0.0.1", server.port, queue, "")
+
+
+def _wait_until(cond: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+def test_claim_is_fifo_and_moves_to_processing(
+    redis_server: EmbeddedRedis, redis_client: redis.Redis
+) -> None:
+    items = _fill(redis_client, 10)
+    source = _source(redis_server, "i1")
+    claims = source.claim(4, 0)
+    assert [c.raw for c in claims] == items[:4]
+    assert [c.attempt for c in claims] == [1, 1, 1, 1]
+    assert redis_client.llen(source.processing) == 4
+    assert redis_client.llen(source.input) == 6
+    assert [c.raw for c in source.claim(100, 0)] == items[4:]
+    assert source.claim(5, 0) == []
+
+
+def test_commit_pushes_dead_letters_and_acks_in_one_transaction(
+    redis_server: EmbeddedRedis, redis_client: redis.Redis
+) -> None:
+    _fill(redis_client, 3)
+    source = _source(redis_server, "i1")
+    claims = source.claim(3, 0)
+    out = _dest(redis_server, "OUT")
+    rejected = source.commit({out: [b"o1", b"o2"]}, [c.raw for c in claims], [b'{"r":1}'])
+    assert rejected == {}
+    assert redis_client.lrange("OUT", 0, -1) == [b"o2", b"o1"]
+    assert redis_client.lrange(keys.dead_letters(BLOCK), 0, -1) == [b'{"r":1}']
+    assert redis_client.llen(source.processing) == 0
+    assert redis_client.exists(source.processing) == 0
+
+
+def test_commit_reports_a_wrongtype_list_and_still_acks(
+    redis_server: EmbeddedRedis, redis_client: redis.Redis
+) -> None:
+    _fill(redis_client, 1)
+    redis_client.set("NOT_A_LIST", "x")
+    source = _source(redis_server, "i1")
+    [claim] = source.claim(1, 0)
+    bad, good = _dest(redis_server, "NOT_A_LIST"), _dest(redis_server, "OUT")
+    rejected = source.commit({bad: [b"o"], good: [b"o"]}, [claim.raw], [])
+    assert list(rejected) == [bad]
+    assert rejected[bad].startswith("WRONGTYPE")
+    assert redis_client.llen("OUT") == 1
+    assert redis_client.llen(source.processing) == 0
+
+
+def test_blocking_claim_wakes_up_when_a_packet_arrives(
+    redis_server: EmbeddedRedis, redis_client: redis.Redis
+) -> None:
+    source = _source(redis_server, "i1")
+    t0 = time.monotonic()
+    assert source.claim(8, 0.2) == []
+    assert time.monotonic() - t0 >= 0.15
+    timer = threading.Timer(0.1, redis_client.lpush, (keys.inputs(BLOCK), b"late"))
+    timer.start()
+    try:
+        claims = source.claim(8, 5.0)
+    finally:
+        timer.join()
+    assert [c.raw for c in claims] == [b"late"]
+
+
+def test_requeue_of_a_lapsed_instance_goes_to_the_front_with_attempts(
+    redis_server: EmbeddedRedis, redis_client: redis.Redis
+) -> None:
+    items = _fill(redis_client, 5)
+    dead = _source(redis_server, "dead", ttl_s=0.2)
+    dead.renew_lease()
+    assert [c.raw for c in dead.claim(3, 0)] == items[:3]
+    alive = _source(redis_server, "alive")
+    alive.renew_lease()
+    assert alive.requeue_orphans() == 0  # the lease still holds
+    _wait_until(lambda: not redis_client.exists(keys.lease(BLOCK, "dead")))
+    assert alive.requeue_orphans() == 3
+    assert redis_client.llen(dead.processing) == 0
+    assert redis_client.smembers(keys.instances(BLOCK)) == {b"alive"}
+    # Requeued ones first, in their order, each claimed alone; then a normal batch.
+    batches = [alive.claim(10, 0) for _ in range(4)]
+    assert [[c.raw for c in b] for b in batches] == [items[:1], items[1:2], items[2:3], items[3:]]
+    assert [[c.attempt for c in b] for b in batches] == [[2], [2], [2], [1, 1]]
+    alive.commit({}, [c.raw for b in batches for c in b], [])
+    assert redis_client.hlen(keys.attempts(BLOCK)) == 0  # acks forget the attempt counts
+
+
+def test_restart_with_the_same_instance_id_requeues_and_counts(
+    redis_server: EmbeddedRedis, redis_client: redis.Redis
+) -> None:
+    items = _fill(redis_client, 4)
+    first = _source(redis_server, "same")
+    first.start()
+    assert len(first.claim(2, 0)) == 2
+    again = _source(redis_server, "same")  # a restarted process, same INSTANCE_ID
+    assert again.start() == 2
+    [claim] = again.claim(4, 0)  # a redelivered packet comes alone
+    assert claim == (items[0], 2)
+    for expected_attempt in (3, 4):
+        again = _source(redis_server, "same")  # it crashed again holding only that one
+        assert again.start() == 1
+        assert again.claim(4, 0) == [(items[0], expected_attempt)]
+    assert again.claim(4, 0) == [(items[1], 2)]
+    assert [c.raw for c in again.claim(4, 0)] == items[2:]
+    assert redis_client.llen(keys.inputs(BLOCK)) == 0
+
+
+def test_a_batch_stops_before_a_redelivered_packet(
+    redis_server: EmbeddedRedis, redis_client: redis.Redis
+) -> None:
+    items = _fill(redis_client, 2)
+    crashed = _source(redis_server, "crashed")
+    crashed.start()
+    crashed.claim(1, 0)
+    crashed.start()  # p0 requeued (attempt 2) to the front
+    more = [f"q{i}".encode() for i in range(3)]
+    for item in more:
+        redis_client.rpush(keys.inputs(BLOCK), item)  # ahead of p0 (a producer's RPUSH)
+    source = _source(redis_server, "i1")
+    assert source.claim(10, 0) == [(m, 1) for m in reversed(more)]
+    assert source.claim(10, 0) == [(items[0], 2)]
+    assert source.claim(10, 0) == [(items[1], 1)]
+
+
+def test_release_hands_back_to_the_front_without_counting(
+    redis_server: EmbeddedRedis, redis_client: redis.Redis
+) -> None:
+    items = _fill(redis_client, 5)
+    source = _source(redis_server, "i1")
+    claims = source.claim(3, 0)
+    source.release([c.raw for c in claims[1:]])  # keep the first, hand back two
+    assert redis_client.llen(source.processing) == 1
+    assert [c.raw for c in source.claim(10, 0)] == items[1:]
+    assert redis_client.hlen(keys.attempts(BLOCK)) == 0
+
+
+def test_close_hands_back_claims_and_drops_the_lease(
+    redis_server: EmbeddedRedis, redis_client: redis.Redis
+) -> None:
+    items = _fill(redis_client, 3)
+    source = _source(redis_server, "i1")
+    source.start()
+    source.claim(2, 0)
+    source.close()
+    assert redis_client.exists(keys.lease(BLOCK, "i1")) == 0
+    assert redis_client.smembers(keys.instances(BLOCK)) == set()
+    assert redis_client.llen(source.processing) == 0
+    other = _source(redis_server, "i2")
+    claims = other.claim(10, 0)
+    assert [c.raw for c in claims] == items
+    assert [c.attempt for c in claims] == [1, 1, 1]  # a clean hand-back is no delivery
+
+
+def test_sink_pushes_and_reports_rejections(
+    redis_factory: Callable[[], EmbeddedRedis],
+) -> None:
+    downstream = redis_factory()
+    client = connect(downstream.url)
+    client.set("STRING", "x")
+    sink = RedisSink(connect(downstream.url))
+    good, bad = _dest(downstream, "LIST"), _dest(downstream, "STRING")
+    rejected = sink.push({good: [b"a", b"b"], bad: [b"c"]})
+    assert list(rejected) == [bad]
+    assert client.lrange("LIST", 0, -1) == [b"b", b"a"]
+    sink.close()
+    client.close()
+
+
+def test_unreachable_server_raises_transport_error() -> None:
+    port = free_port()
+    sink = RedisSink(connect(f"redis://127.0.0.1:{port}/0"))
+    dest = Destination("redis", "127.0.0.1", port, "L", "")
+    with pytest.raises(TransportError):
+        sink.push({dest: [b"x"]})
+    source = RedisSource(connect(f"redis://127.0.0.1:{port}/0"), BLOCK, "i1")
+    with pytest.raises(TransportError):
+        source.claim(1, 0)
+    with pytest.raises(TransportError):
+        source.commit({}, [b"x"], [])

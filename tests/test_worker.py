@@ -1,0 +1,391 @@
+"""The worker loop: claim → pipeline → push → ack, parked deliveries, dead letters, shutdown.
+
+Driven step by step with a small block: ``RedisSource`` + ``SinkPool`` against real
+redis-servers where Redis is the point, ``MemorySource`` where it is not.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from aios_instance import OnDataResult, PreProcessResult, keys
+from aios_instance._pipeline import Pipeline
+from aios_instance.embedded import EmbeddedRedis, free_port
+from aios_instance.packet import decode_packet, make_packet
+from aios_instance.routing import Destination, Router, destination_from_url
+from aios_instance.tools import Muxer
+from aios_instance.transport.memory import MemorySink, MemorySource
+from aios_instance.transport.pool import SinkPool
+from aios_instance.transport.redis import RedisSource, connect
+from aios_instance.worker import MAX_PARKED, Worker, WorkerHooks
+
+BLOCK = "wb"
+
+
+class Echo:
+    """Outputs ``{"v": data["v"]}``; ``{"fail": true}`` fails in on_data."""
+
+    def on_preprocess(self, packet: Any) -> Any:
+        return True, PreProcessResult(packet=packet, extra_data=json.loads(packet.data))
+
+    def on_data(self, entry: Any) -> Any:
+        data = entry.extra_data
+        if data.get("fail"):
+            return False, "asked to fail"
+        return True, OnDataResult(output={"v": data["v"]})
+
+
+class Pairs(Echo):
+    """Joins the two packets of each (session_id, seq_no)."""
+
+    def get_muxer(self) -> Muxer:
+        return Muxer(2)
+
+    def on_preprocess(self, packet: Any) -> Any:
+        inputs = packet.data["inputs"]  # the Muxer merges into a dict
+        return True, PreProcessResult(packet=packet, extra_data={"v": [d["v"] for d in inputs]})
+
+
+class CountingHooks(WorkerHooks):
+    def __init__(self) -> None:
+        self.failed_pushes: list[float] = []
+        self.dead: Counter[str] = Counter()
+        self.acked = 0
+
+    def committed(self, pushed: int, dead: Counter[str], acked: int, seconds: float) -> None:
+        self.dead.update(dead)
+        self.acked += acked
+
+    def delivery_failed(self, endpoint: str, error: Exception, parked: int) -> None:
+        self.failed_pushes.append(time.monotonic())
+
+
+Make = Callable[..., Worker]
+
+
+@pytest.fixture
+def make_worker(redis_server: EmbeddedRedis, redis_client: redis.Redis) -> Iterator[Make]:
+    """Workers on the session server (flushed by redis_client); closed at teardown."""
+    made: list[tuple[RedisSource, SinkPool]] = []
+
+    def make(block: Any = None, instance: str = "w1", **options: Any) -> Worker:
+        default = destination_from_url(redis_server.url, "OUT")
+        pipeline = Pipeline(block or Echo(), Router(BLOCK, (default,)))
+        source = RedisSource(connect(redis_server.url), BLOCK, instance, lease_ttl_s=5.0)
+        source.start()
+        pool = SinkPool(socket_timeout_s=2.0)
+        made.append((source, pool))
+        options.setdefault("idle_wait_s", 0.05)
+        return Worker(pipeline, source, pool, block_id=BLOCK, instance_id=instance, **options)
+
+    yield make
+    for source, pool in made:
+        source.close()
+        source.client.close()
+        pool.close()
+
+
+def _send(client: redis.Redis, values: list[Any], output_ptr: Any = "", seq0: int = 0) -> None:
+    for i, value in enumerate(values):
+        data = value if isinstance(value, dict) else {"v": value}
+        packet = make_packet(data, session_id="s", seq_no=seq0 + i, output_ptr=output_ptr)
+        client.lpush(keys.inputs(BLOCK), packet.SerializeToString())
+
+
+def _outputs(client: redis.Redis, queue: str = "OUT") -> list[Any]:
+    """Output values, oldest first (producers LPUSH, so the list reads newest first)."""
+    return [json.loads(decode_packet(r).data)["v"] for r in client.lrange(queue, 0, -1)[::-1]]
+
+
+def _dead(client: redis.Redis) -> list[dict[str, Any]]:
+    raw = client.lrange(keys.dead_letters(BLOCK), 0, -1)[::-1]
+    return [json.loads(r) for r in raw]
+
+
+def _step_until(worker: Worker, cond: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        assert time.monotonic() < deadline, "worker did not get there in time"
+        worker.step()
+
+
+def _ptr(port: int, queue: str) -> str:
+    return json.dumps({"outputs": [{"host": "127.0.0.1", "port": port, "queue_name": queue}]})
+
+
+def test_outputs_keep_fifo_order_and_the_processing_list_empties(
+    make_worker: Make, redis_client: redis.Redis
+) -> None:
+    worker = make_worker(claim_batch=16)
+    _send(redis_client, list(range(200)))
+    _step_until(worker, lambda: redis_client.llen("OUT") == 200)
+    assert _outputs(redis_client) == list(range(200))
+    assert redis_client.llen(keys.inputs(BLOCK)) == 0
+    assert redis_client.llen(worker.source.processing) == 0  # type: ignore[attr-defined]
+    assert _dead(redis_client) == []
+    assert worker.step() == 0
+
+
+def test_failures_are_dead_lettered_with_reason_and_the_packet(
+    make_worker: Make, redis_client: redis.Redis
+) -> None:
+    worker = make_worker()
+    hooks = worker.hooks = CountingHooks()
+    bad_bytes = b"\xff\xff\xff"
+    redis_client.lpush(keys.inputs(BLOCK), bad_bytes)
+    _send(redis_client, [{"fail": True}], seq0=1)
+    not_json = make_packet(None, session_id="s", seq_no=2)
+    not_json.data = "not json"
+    redis_client.lpush(keys.inputs(BLOCK), not_json.SerializeToString())
+    _send(redis_client, [3], output_ptr="{bad", seq0=3)
+    _send(redis_client, [4, 5], seq0=4)
+    _step_until(worker, lambda: redis_client.llen(keys.dead_letters(BLOCK)) == 4)
+    by_packet = {base64.b64decode(r["packet"]): r for r in _dead(redis_client)}
+    assert len(by_packet) == 4
+    record = by_packet.pop(bad_bytes)
+    assert (record["outcome"], record["stage"]) == ("bad_input", "decode")
+    assert "not a valid AIOSPacket" in record["reason"]
+    by_seq = {r["seq_no"]: r for r in by_packet.values()}
+    assert sorted(by_seq) == [1, 2, 3]
+    assert (by_seq[1]["outcome"], by_seq[1]["stage"]) == ("user_error", "on_data")
+    assert "asked to fail" in by_seq[1]["reason"]
+    assert (by_seq[2]["outcome"], by_seq[2]["stage"]) == ("bad_input", "decode")
+    assert "not valid JSON" in by_seq[2]["reason"]
+    assert (by_seq[3]["outcome"], by_seq[3]["stage"]) == ("routing_error", "route")
+    assert "bad output_ptr" in by_seq[3]["reason"]
+    assert all(r["block_id"] == BLOCK and r["instance_id"] == "w1" for r in by_seq.values())
+    assert _outputs(redis_client) == [4, 5]
+    assert redis_client.llen(worker.source.processing) == 0  # type: ignore[attr-defined]
+    assert hooks.dead == Counter(bad_input=2, user_error=1, routing_error=1)
+    assert hooks.acked == 6
+
+
+def test_unreachable_endpoint_keeps_inputs_claimed_backs_off_then_dead_letters(
+    make_worker: Make, redis_client: redis.Redis
+) -> None:
+    worker = make_worker(delivery_timeout_s=1.0)
+    hooks = worker.hooks = CountingHooks()
+    port = free_port()  # nothing listens there
+    _send(redis_client, [0, 1, 2], output_ptr=_ptr(port, "NOWHERE"))
+    _send(redis_client, [3, 4], seq0=3)
+    t0 = time.monotonic()
+    _step_until(worker, lambda: redis_client.llen("OUT") == 2)
+    processing = worker.source.processing  # type: ignore[attr-defined]
+    assert redis_client.llen(processing) == 3  # not acknowledged: still claimed
+    assert redis_client.llen(keys.inputs(BLOCK)) == 0
+    assert worker.parked == 3
+    _step_until(worker, lambda: redis_client.llen(keys.dead_letters(BLOCK)) == 3)
+    elapsed = time.monotonic() - t0
+    assert elapsed >= 1.0
+    # Exponential backoff from 50 ms: a handful of tries in ~1 s, not one per step.
+    tries = len(hooks.failed_pushes)
+    assert 3 <= tries <= 8, tries
+    times = hooks.failed_pushes
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    # Doubling from 50 ms (the first gaps blur: Redis times blocking waits in ~0.1 s steps).
+    assert gaps[1:] == sorted(gaps[1:]), gaps
+    assert gaps[-1] >= 0.3, gaps
+    records = _dead(redis_client)
+    assert sorted(r["seq_no"] for r in records) == [0, 1, 2]
+    assert all(decode_packet(base64.b64decode(r["packet"])).seq_no == r["seq_no"] for r in records)
+    for record in records:
+        assert record["outcome"] == "delivery_error"
+        assert record["stage"] == "push"
+        assert f"127.0.0.1:{port}/0" in record["reason"]
+        assert "for 1s" in record["reason"]
+    assert redis_client.llen(processing) == 0
+    assert worker.parked == 0
+    assert hooks.dead == Counter(delivery_error=3)
+
+
+def test_parked_outputs_are_delivered_when_the_endpoint_comes_back(
+    make_worker: Make, redis_client: redis.Redis
+) -> None:
+    worker = make_worker(delivery_timeout_s=30.0)
+    port = free_port()
+    _send(redis_client, list(range(10)), output_ptr=_ptr(port, "DOWN_OUT"))
+    _step_until(worker, lambda: worker.parked == 10)
+    _send(redis_client, [10, 11], seq0=10)  # other packets keep flowing meanwhile
+    _step_until(worker, lambda: redis_client.llen("OUT") == 2)
+    processing = worker.source.processing  # type: ignore[attr-defined]
+    assert redis_client.llen(processing) == 10
+    with EmbeddedRedis(port) as downstream:
+        down = redis.Redis.from_url(downstream.url, protocol=2)
+        _step_until(worker, lambda: down.llen("DOWN_OUT") == 10)
+        assert _outputs(down, "DOWN_OUT") == list(range(10))
+        down.close()
+    assert redis_client.llen(processing) == 0
+    assert worker.parked == 0
+    assert _dead(redis_client) == []
+
+
+def test_a_rejected_remote_push_is_dead_lettered_at_once(
+    make_worker: Make, redis_client: redis.Redis, redis_factory: Callable[[], EmbeddedRedis]
+) -> None:
+    downstream = redis_factory()
+    down = redis.Redis.from_url(downstream.url, protocol=2)
+    down.set("A_STRING", "x")
+    worker = make_worker()
+    _send(redis_client, [0], output_ptr=_ptr(downstream.port, "A_STRING"))
+    _send(redis_client, [1], output_ptr=_ptr(downstream.port, "FINE"), seq0=1)
+    _send(redis_client, [2], output_ptr=_ptr(redis_client_port(redis_client), "A_LOCAL"), seq0=2)
+    redis_client.set("A_LOCAL", "x")
+    _step_until(worker, lambda: redis_client.llen(keys.dead_letters(BLOCK)) == 2)
+    records = _dead(redis_client)
+    assert [r["outcome"] for r in records] == ["delivery_error", "delivery_error"]
+    assert all("WRONGTYPE" in r["reason"] for r in records)
+    assert {decode_packet(base64.b64decode(r["packet"])).seq_no for r in records} == {0, 2}
+    assert _outputs(down, "FINE") == [1]
+    assert redis_client.llen(worker.source.processing) == 0  # type: ignore[attr-defined]
+    down.close()
+
+
+def redis_client_port(client: redis.Redis) -> int:
+    return int(client.connection_pool.connection_kwargs["port"])
+
+
+def test_poison_packets_go_to_the_dead_letter_list(
+    make_worker: Make, redis_client: redis.Redis, redis_server: EmbeddedRedis
+) -> None:
+    _send(redis_client, [0, 1])
+    crashing = RedisSource(connect(redis_server.url), BLOCK, "crashy")
+    for _ in range(3):  # three deliveries that never completed (a crash each time)
+        crashing.start()
+        assert len(crashing.claim(1, 0)) == 1
+    crashing.start()  # requeued a third time: next delivery is the 4th
+    crashing.client.close()
+    worker = make_worker(max_deliveries=3)
+    _step_until(worker, lambda: redis_client.llen(keys.dead_letters(BLOCK)) == 1)
+    [record] = _dead(redis_client)
+    assert record["outcome"] == "max_deliveries"
+    assert record["attempts"] == 4
+    assert "max_deliveries=3" in record["reason"]
+    assert decode_packet(base64.b64decode(record["packet"])).seq_no == record["seq_no"] == 0
+    _step_until(worker, lambda: redis_client.llen("OUT") == 1)
+    assert _outputs(redis_client) == [1]
+    assert redis_client.hlen(keys.attempts(BLOCK)) == 0
+
+
+def test_a_lapsed_instance_is_requeued_to_the_front_with_attempts(
+    make_worker: Make, redis_client: redis.Redis, redis_server: EmbeddedRedis
+) -> None:
+    _send(redis_client, list(range(8)))
+    lapsed = RedisSource(connect(redis_server.url), BLOCK, "lapsed", lease_ttl_s=0.2)
+    lapsed.start()
+    assert len(lapsed.claim(3, 0)) == 3
+    lapsed.client.close()
+    worker = make_worker(claim_batch=2)
+    worker.step()  # takes 2 of the 5 left
+    source = worker.source
+    assert isinstance(source, RedisSource)
+    deadline = time.monotonic() + 5
+    while source.requeue_orphans() == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    hooks = worker.hooks = CountingHooks()
+    claimed: list[tuple[int, int]] = []
+    hooks.claimed = lambda claims: claimed.extend(  # type: ignore[method-assign]
+        (decode_packet(c.raw).seq_no, c.attempt) for c in claims
+    )
+    _step_until(worker, lambda: redis_client.llen("OUT") == 8)
+    assert claimed == [(0, 2), (1, 2), (2, 2), (5, 1), (6, 1), (7, 1)]
+    assert _outputs(redis_client) == [3, 4, 0, 1, 2, 5, 6, 7]
+    assert redis_client.hlen(keys.attempts(BLOCK)) == 0
+
+
+def test_shutdown_hands_back_muxer_held_and_undelivered_inputs(
+    make_worker: Make, redis_client: redis.Redis
+) -> None:
+    worker = make_worker(block=Pairs(), delivery_timeout_s=30.0)
+    for seq, v in ((1, "a"), (2, "b"), (1, "c")):
+        _send(redis_client, [v], seq0=seq)
+    nowhere = _ptr(free_port(), "NOWHERE")
+    _send(redis_client, ["d"], output_ptr=nowhere, seq0=3)
+    _send(redis_client, ["e"], output_ptr=nowhere, seq0=3)
+    _step_until(worker, lambda: redis_client.llen("OUT") == 1 and worker.parked == 1)
+    assert _outputs(redis_client) == [["a", "c"]]
+    source = worker.source
+    assert isinstance(source, RedisSource)
+    assert redis_client.llen(source.processing) == 3  # (2, b) waits; d+e parked
+    worker.stop()
+    t0 = time.monotonic()
+    worker.shutdown(timeout_s=0.3)
+    assert time.monotonic() - t0 < 2.0
+    source.close()
+    assert redis_client.llen(source.processing) == 0
+    back = [decode_packet(r) for r in redis_client.lrange(keys.inputs(BLOCK), 0, -1)[::-1]]
+    # Back at the front of the input: the undelivered pair (requeued by close), then the
+    # muxer's half-group (handed back by shutdown).
+    assert [(p.seq_no, json.loads(p.data)["v"]) for p in back] == [(3, "d"), (3, "e"), (2, "b")]
+    assert redis_client.exists(keys.lease(BLOCK, "w1")) == 0
+
+
+def test_backpressure_stops_claiming_while_an_endpoint_is_down() -> None:
+    source = MemorySource(BLOCK)
+    sink = MemorySink()
+    sink.fail = True
+    default = Destination("redis", "local", 6379, "OUT", "")
+    worker = Worker(
+        Pipeline(Echo(), Router(BLOCK, (default,))), source, lambda dest: sink,
+        block_id=BLOCK, instance_id="m1", claim_batch=500, idle_wait_s=0.01,
+    )  # fmt: skip
+    grpc_ptr = json.dumps({"outputs": [{"host": "proxy:1", "port": 0, "block_id": "next"}]})
+    total = MAX_PARKED + 2_000
+    for i in range(total):
+        source.put(make_packet({"v": i}, seq_no=i, output_ptr=grpc_ptr).SerializeToString())
+    _step_until(worker, lambda: worker.parked > MAX_PARKED)
+    parked = worker.parked
+    assert parked <= MAX_PARKED + 500
+    for _ in range(5):
+        assert worker.step() == 0  # claims nothing while over the limit
+    assert len(source.inputs) == total - parked
+    assert len(source.processing) == parked
+    assert sink.attempts < 20  # backing off, not hammering
+    sink.fail = False
+    _step_until(worker, lambda: len(sink.lists["next_inputs"]) == total, timeout_s=20)
+    seqs = [decode_packet(r).seq_no for r in sink.lists["next_inputs"]]
+    assert sorted(seqs) == list(range(total))
+    assert len(source.processing) == 0
+    assert list(source.dead) == []
+
+
+def test_backoff_is_per_endpoint_and_forgets_expired_ones() -> None:
+    """An endpoint whose outputs expired must not make another down endpoint retry on every
+    step (its stale retry time once did)."""
+    source = MemorySource(BLOCK)
+    sinks = {"x:1": MemorySink(), "y:1": MemorySink()}
+    for sink in sinks.values():
+        sink.fail = True
+    default = Destination("redis", "local", 6379, "OUT", "")
+    worker = Worker(
+        Pipeline(Echo(), Router(BLOCK, (default,))), source, lambda dest: sinks[dest.host],
+        block_id=BLOCK, instance_id="m1", idle_wait_s=0.01, delivery_timeout_s=0.3,
+    )  # fmt: skip
+
+    def ptr(host: str) -> str:
+        return json.dumps({"outputs": [{"host": host, "port": 0, "block_id": "next"}]})
+
+    source.put(make_packet({"v": 0}, output_ptr=ptr("x:1")).SerializeToString())
+    _step_until(worker, lambda: len(source.dead) == 1)  # x's output expired
+    worker.delivery_timeout_s = 30.0
+    source.put(make_packet({"v": 1}, output_ptr=ptr("y:1")).SerializeToString())
+    worker.step()
+    assert worker.parked == 1
+    deadline = time.monotonic() + 0.2
+    while time.monotonic() < deadline:
+        worker.step()
+    assert 1 <= sinks["y:1"].attempts <= 4  # 50, 100 ms backoff: not once per step
+    sinks["y:1"].fail = False
+    _step_until(worker, lambda: worker.parked == 0)
+    assert len(sinks["y:1"].lists["next_inputs"]) == 1
+    assert source.processing == []
+    assert [json.loads(r)["outcome"] for r in source.dead] == ["delivery_error"]
