@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import enum
+import functools
 import inspect
 import logging
 import time
@@ -184,10 +185,14 @@ class Pipeline:
         acc = _Acc()
         t0 = time.perf_counter()
         jobs: list[_Job] = []
+        admit, extend = self._admit, jobs.extend
         for raw in raws:
-            packet = self._decode(raw, acc)
-            if packet is not None:
-                jobs.extend(self._admit(packet, raw, acc))
+            try:
+                packet = decode_packet(raw)
+            except PacketDecodeError as exc:
+                acc.fail(Outcome.BAD_INPUT, "decode", exc.message, None, (raw,))
+                continue
+            extend(admit(packet, raw, acc))
         acc.phase_s["preprocess"] = time.perf_counter() - t0
         self._run_jobs(jobs, acc)
         return acc.freeze()
@@ -239,13 +244,6 @@ class Pipeline:
         return self._on_data(entry)
 
     # -- steps -----------------------------------------------------------------------------
-    def _decode(self, raw: bytes, acc: _Acc) -> AIOSPacket | None:
-        try:
-            return decode_packet(raw)
-        except PacketDecodeError as exc:
-            acc.fail(Outcome.BAD_INPUT, "decode", exc.message, None, (raw,))
-            return None
-
     def _admit(self, packet: AIOSPacket, raw: bytes, acc: _Acc) -> list[_Job]:
         """Validate, mux and preprocess one packet into jobs for on_data."""
         if self._validate_json and not self._data_is_json(packet, raw, acc):
@@ -256,7 +254,21 @@ class Pipeline:
             if merged is None:
                 return []
             packet, raws = merged
-        return self._preprocess(packet, raws, acc)
+        try:
+            ret = self._on_preprocess(packet)
+        except Exception as exc:
+            reason = f"on_preprocess raised {exc!r}"
+            acc.fail(Outcome.USER_ERROR, "preprocess", reason, packet, raws)
+            return []
+        # The common shape, (True, [one PreProcessResult]), without the general walk.
+        if type(ret) is tuple and len(ret) == 2 and ret[0] is True:
+            value = ret[1]
+            if type(value) is list and len(value) == 1 and type(value[0]) is PreProcessResult:
+                entry = value[0]
+                if entry.packet is None:
+                    entry.packet = packet
+                return [_Job(entry, packet, raws)]
+        return self._preprocess(packet, raws, ret, acc)
 
     def _data_is_json(self, packet: AIOSPacket, raw: bytes, acc: _Acc) -> bool:
         data = packet.data
@@ -290,13 +302,10 @@ class Pipeline:
         acc.released_raws.extend(earlier)
         return merged, (*earlier, raw)
 
-    def _preprocess(self, packet: AIOSPacket, raws: tuple[bytes, ...], acc: _Acc) -> list[_Job]:
-        try:
-            ret = self._on_preprocess(packet)
-        except Exception as exc:
-            reason = f"on_preprocess raised {exc!r}"
-            acc.fail(Outcome.USER_ERROR, "preprocess", reason, packet, raws)
-            return []
+    def _preprocess(
+        self, packet: AIOSPacket, raws: tuple[bytes, ...], ret: Any, acc: _Acc
+    ) -> list[_Job]:
+        """Classify what on_preprocess returned into jobs (or a failure, or held)."""
         entries, problem = _classify_preprocess(ret)
         if problem is not None:
             acc.fail(Outcome.USER_ERROR, "preprocess", problem, packet, raws)
@@ -313,8 +322,18 @@ class Pipeline:
         t0 = time.perf_counter()
         rets = self._infer(jobs)
         t1 = time.perf_counter()
+        emit, encode_route = self._emit, self._encode_route
         for job, ret in zip(jobs, rets, strict=True):
-            self._emit(job, ret, acc)
+            # The common shape, (True, OnDataResult), straight to encode and route.
+            if type(ret) is tuple and len(ret) == 2 and ret[0] is True:
+                result = ret[1]
+                if type(result) is OnDataResult:
+                    packet = job.entry.packet
+                    if type(packet) is not AIOSPacket:
+                        packet = job.source
+                    encode_route(packet, result, job.raws, acc)
+                    continue
+            emit(job, ret, acc)
         acc.phase_s["on_data"] = t1 - t0
         acc.phase_s["route"] = time.perf_counter() - t1
 
@@ -323,11 +342,15 @@ class Pipeline:
         if self._on_data_batch is not None:
             return self._infer_batch(jobs)
         rets: list[Any] = []
+        append = rets.append
+        on_data = self._on_data
+        if self.on_data_takes_is_ws:
+            on_data = functools.partial(on_data, is_ws=False)
         for job in jobs:
             try:
-                rets.append(self.call_on_data(job.entry))
+                append(on_data(job.entry))
             except Exception as exc:
-                rets.append(_Raised(exc, traceback.format_exc()))
+                append(_Raised(exc, traceback.format_exc()))
         return rets
 
     def _infer_batch(self, jobs: list[_Job]) -> list[Any]:
@@ -420,10 +443,6 @@ class _Raised(NamedTuple):
 
 def _classify_preprocess(ret: Any) -> tuple[list[PreProcessResult], str | None]:
     """on_preprocess's return → (entries, problem). One place decides what is acceptable."""
-    if type(ret) is tuple and len(ret) == 2 and ret[0] is True:
-        value = ret[1]
-        if type(value) is list and len(value) == 1 and type(value[0]) is PreProcessResult:
-            return value, None  # the common shape, checked without the general walk below
     if not (isinstance(ret, tuple) and len(ret) == 2):
         return [], f"on_preprocess returned {_kind(ret)}; expected (bool, [PreProcessResult])"
     ok, value = ret
@@ -442,8 +461,6 @@ def _classify_preprocess(ret: Any) -> tuple[list[PreProcessResult], str | None]:
 def _classify_on_data(ret: Any) -> tuple[Outcome, Any]:
     """on_data's return → (outcome, value): OUTPUT with a list of OnDataResult, HELD, or
     USER_ERROR with a reason (or the _Raised exception)."""
-    if type(ret) is tuple and len(ret) == 2 and ret[0] is True and type(ret[1]) is OnDataResult:
-        return Outcome.OUTPUT, (ret[1],)  # the common shape first
     if isinstance(ret, _Raised):
         return Outcome.USER_ERROR, ret
     if not (isinstance(ret, tuple) and len(ret) == 2):

@@ -201,7 +201,7 @@ def _cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
         wait = 1.0 if deadline is None else deadline - time.monotonic()
         if wait <= 0:
             break
-        item = client.brpop([args.queue], timeout=min(wait, 1.0))
+        item = client.brpop([args.queue], timeout=min(max(wait, 0.01), 1.0))  # 0 = forever
         if item is not None:
             print(_describe(_b(item[1])), flush=True)
             seen += 1

@@ -91,7 +91,10 @@ def _file_list(files: Iterable[Any]) -> FileList:
 class AIOSPacket:
     """One job. Fields as in the protobuf message; ``data`` may also hold a dict or list."""
 
-    __slots__ = ("_files", "data", "output_ptr", "seq_no", "session_id", "ts")
+    # _msg/_parsed: the message a decoded packet came from and the field objects read from
+    # it, so an output whose identity fields are untouched is serialized by setting one
+    # field of that message instead of building a new one (the hot path's encode).
+    __slots__ = ("_files", "_msg", "_parsed", "data", "output_ptr", "seq_no", "session_id", "ts")
 
     def __init__(
         self,
@@ -107,12 +110,18 @@ class AIOSPacket:
         self.data: Any = data
         self.ts: float = ts
         self.output_ptr: Any = output_ptr
-        self._files = _file_list(files)
+        self._files: FileList | None = _file_list(files)
+        self._msg: _pb.AIOSPacket | None = None
+        self._parsed: tuple[Any, ...] = ()
 
     @property
     def files(self) -> FileList:
         """Attached files; assign any iterable of FileInfo or ``(metadata, bytes)`` tuples."""
-        return self._files
+        files = self._files
+        if files is None:  # decoded, never looked at: built on first use
+            msg = self._msg
+            files = self._files = _file_list(msg.files if msg is not None else ())
+        return files
 
     @files.setter
     def files(self, value: Iterable[Any]) -> None:
@@ -142,8 +151,9 @@ class AIOSPacket:
     def CopyFrom(self, other: AIOSPacket) -> None:
         """Make this packet a deep copy of ``other``."""
         clone = copy.deepcopy(other)
-        for name in ("session_id", "seq_no", "data", "ts", "output_ptr", "_files"):
+        for name in ("session_id", "seq_no", "data", "ts", "output_ptr", "files"):
             setattr(self, name, getattr(clone, name))
+        self._msg, self._parsed = None, ()
 
     def Clear(self) -> None:
         """Reset every field to its default."""
@@ -161,7 +171,7 @@ class AIOSPacket:
             data=_text(self.data),
             ts=self.ts,
             output_ptr=_text(self.output_ptr),
-            files=[f._to_proto() for f in self._files],
+            files=[f._to_proto() for f in self.files],
         )
 
     # -- conveniences ----------------------------------------------------------------------
@@ -171,7 +181,7 @@ class AIOSPacket:
 
     def __copy__(self) -> AIOSPacket:
         return AIOSPacket(
-            self.session_id, self.seq_no, self.data, self.ts, self.output_ptr, self._files
+            self.session_id, self.seq_no, self.data, self.ts, self.output_ptr, self.files
         )
 
     def __deepcopy__(self, memo: dict[int, Any]) -> AIOSPacket:
@@ -181,7 +191,7 @@ class AIOSPacket:
             copy.deepcopy(self.data, memo),
             self.ts,
             copy.deepcopy(self.output_ptr, memo),
-            [FileInfo(copy.deepcopy(f.metadata, memo), f.file_data) for f in self._files],
+            [FileInfo(copy.deepcopy(f.metadata, memo), f.file_data) for f in self.files],
         )
 
     def __eq__(self, other: object) -> bool:
@@ -195,7 +205,7 @@ class AIOSPacket:
         data = self.data if len(str(self.data)) <= 80 else f"{str(self.data)[:77]}..."
         return (
             f"AIOSPacket(session_id={self.session_id!r}, seq_no={self.seq_no}, data={data!r}, "
-            f"ts={self.ts}, output_ptr={self.output_ptr!r}, files={len(self._files)})"
+            f"ts={self.ts}, output_ptr={self.output_ptr!r}, files={len(self.files)})"
         )
 
 
@@ -207,15 +217,14 @@ def decode_packet(raw: bytes) -> AIOSPacket:
     except (DecodeError, TypeError, ValueError) as exc:
         raise PacketDecodeError(f"not a valid AIOSPacket ({len(raw)} bytes): {exc}") from None
     packet = AIOSPacket.__new__(AIOSPacket)
-    packet.session_id = msg.session_id
-    packet.seq_no = msg.seq_no
+    packet.session_id = session_id = msg.session_id
+    packet.seq_no = seq_no = msg.seq_no
     packet.data = msg.data
-    packet.ts = msg.ts
-    packet.output_ptr = msg.output_ptr
-    files = FileList()
-    for f in msg.files:
-        files.append(FileInfo(f.metadata, f.file_data))
-    packet._files = files
+    packet.ts = ts = msg.ts
+    packet.output_ptr = output_ptr = msg.output_ptr
+    packet._files = None
+    packet._msg = msg
+    packet._parsed = (session_id, seq_no, ts, output_ptr)
     return packet
 
 
@@ -225,6 +234,17 @@ def encode_output(source: AIOSPacket, data: str, files: Iterable[Any] | None = N
     The hot path of every job: builds the protobuf message directly, without an
     intermediate AIOSPacket.
     """
+    msg = source._msg
+    if msg is not None and files is None and source._files is None:
+        sid, seq, ts, ptr = source._parsed
+        if (
+            source.session_id is sid
+            and source.seq_no is seq
+            and source.ts is ts
+            and source.output_ptr is ptr
+        ):
+            msg.data = data  # the message is this packet's own: nothing else reads it
+            return msg.SerializeToString()
     files = source.files if files is None else _file_list(files)
     return _pb.AIOSPacket(
         session_id=source.session_id,

@@ -66,6 +66,15 @@ class Destination:
     block_id: str
     db: int = 0
     password: str | None = field(default=None, repr=False)
+    _hash: int = field(default=0, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Hashed on every push and ack bookkeeping step: compute it once.
+        key = (self.kind, self.host, self.port, self.queue_name, self.block_id, self.db)
+        object.__setattr__(self, "_hash", hash((*key, self.password)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @property
     def address(self) -> str:

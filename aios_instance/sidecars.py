@@ -266,7 +266,7 @@ class SidecarConsumer:
     def _take(self, timeout_s: float) -> list[bytes]:
         items: list[bytes] = []
         if timeout_s > 0:  # BLPOP's timeout 0 would mean "forever"
-            first = self.redis.blpop([self.queue], timeout=timeout_s)
+            first = self.redis.blpop([self.queue], timeout=max(timeout_s, 0.01))
             if first is None:
                 return items
             items.append(_raw(first[1]))

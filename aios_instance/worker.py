@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 MAX_PARKED = 10_000  # outputs held for unreachable endpoints before claiming pauses
 _BACKOFF_MIN_S = 0.05
 _BACKOFF_MAX_S = 5.0
+_MEMO_MAX = 4096  # destinations whose locality is remembered
 
 
 class WorkerHooks:
@@ -117,6 +118,7 @@ class Worker:
         self._next_retry = math.inf  # monotonic time the parked deliveries need attention
         self._down: dict[str, _Endpoint] = {}
         self._attempts: dict[bytes, int] = {}
+        self._local: dict[Destination, bool] = {}  # source.is_local, memoized
         self.in_flight = 0
 
     # -- loop ------------------------------------------------------------------------------
@@ -162,7 +164,51 @@ class Worker:
                 self._attempts[claim.raw] = claim.attempt
         result = self.pipeline.process_batch(fresh) if fresh else PipelineResult()
         self.hooks.processed(result)
+        if not poison and self._commit_latest(result, claims):
+            return
         self._commit(result, [c.raw for c in claims], self._poison_records(poison))
+
+    def _commit_latest(self, result: PipelineResult, claims: Sequence[Claim]) -> bool:
+        """The common case in one loop: first deliveries whose outputs all go to the input
+        Redis, nothing failed, buffered or released. The commit acknowledges the whole claim
+        without naming its packets. False (nothing done) when the general path is needed."""
+        if result.failures or result.waiting_raws or result.released_raws:
+            return False
+        if any(claim.attempt != 1 for claim in claims):
+            return False  # redeliveries carry an attempt count to clear: the general path
+        pushes: dict[Destination, list[bytes]] = {}
+        is_local = self._is_local
+        for out in result.outputs:
+            for dest in out.destinations:
+                bucket = pushes.get(dest)
+                if bucket is None:
+                    if not is_local(dest):
+                        return False
+                    bucket = pushes[dest] = []
+                bucket.append(out.payload)
+        t0 = time.perf_counter()
+        try:
+            rejected = self.source.commit(pushes, (), (), latest=len(claims))
+        except TransportError:
+            # Retried by the general path, which names each packet (LREM): safe to repeat.
+            sources = tuple(claim.raw for claim in claims)
+            self._parked.append(_Delivery(sources, pushes, first_failure=time.monotonic()))
+            self._refresh()
+            raise
+        if rejected:
+            self._dead_letter_rejected(rejected, _origins(result, rejected))
+        pushed = sum(len(p) for p in pushes.values())
+        dead = Counter({"delivery_error": len(rejected)} if rejected else {})
+        self.hooks.committed(pushed, dead, len(claims), time.perf_counter() - t0)
+        return True
+
+    def _is_local(self, dest: Destination) -> bool:
+        local = self._local.get(dest)
+        if local is None:
+            if len(self._local) >= _MEMO_MAX:
+                self._local.clear()  # per-request reply lists must not grow it forever
+            local = self._local[dest] = self.source.is_local(dest)
+        return local
 
     def _tick_if_due(self) -> None:
         deadline = self.pipeline.next_deadline()
@@ -219,7 +265,7 @@ class Worker:
         held = {id(d) for d in parked}
         sources: list[bytes] = []
         for delivery in deliveries:
-            for dest in [d for d in delivery.pending if self.source.is_local(d)]:
+            for dest in [d for d in delivery.pending if self._is_local(d)]:
                 batch.pending.setdefault(dest, []).extend(delivery.pending.pop(dest))
                 origins = delivery.origins.get(dest, delivery.sources)
                 batch.origins.setdefault(dest, []).extend(origins)
@@ -266,7 +312,7 @@ class Worker:
         batches: dict[int, tuple[Any, dict[Destination, list[bytes]]]] = {}
         for delivery in deliveries:
             for dest, payloads in delivery.pending.items():
-                if self.source.is_local(dest):
+                if self._is_local(dest):
                     continue
                 down = self._down.get(_endpoint(dest))
                 if down is not None and down.retry_at > now:
@@ -318,7 +364,7 @@ class Worker:
             delivery.first_failure = now
 
     def _remote_pending(self, delivery: _Delivery) -> bool:
-        return any(not self.source.is_local(d) for d in delivery.pending)
+        return any(not self._is_local(d) for d in delivery.pending)
 
     # -- parked outputs --------------------------------------------------------------------
     def _retry_parked(self) -> None:
@@ -366,7 +412,7 @@ class Worker:
         self._next_retry, self._parked_outputs = due, count
 
     def _expired(self, delivery: _Delivery) -> bytes:
-        where = sorted({_endpoint(d) for d in delivery.pending if not self.source.is_local(d)})
+        where = sorted({_endpoint(d) for d in delivery.pending if not self._is_local(d)})
         errors = sorted({self._down[e].error for e in where if e in self._down})
         reason = (
             f"outputs undeliverable to {', '.join(where)} for "
@@ -454,6 +500,18 @@ def _group_outputs(result: PipelineResult) -> list[_Delivery]:
         for dest in out.destinations:
             delivery.pending.setdefault(dest, []).append(out.payload)
     return list(by_sources.values())
+
+
+def _origins(
+    result: PipelineResult, dests: Iterable[Destination]
+) -> dict[Destination, list[bytes]]:
+    """The inputs behind each of ``dests`` (for the dead-letter records of a rejected push)."""
+    wanted = set(dests)
+    origins: dict[Destination, list[bytes]] = {}
+    for out in result.outputs:
+        for dest in wanted.intersection(out.destinations):
+            origins.setdefault(dest, []).extend(out.sources)
+    return origins
 
 
 def _job_of(raw: bytes) -> tuple[str, int]:

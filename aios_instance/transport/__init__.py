@@ -52,9 +52,13 @@ class Source(Protocol):
         pushes: Mapping[Destination, Sequence[bytes]],
         acks: Sequence[bytes],
         dead: Sequence[bytes],
+        *,
+        latest: int = 0,
     ) -> Mapping[Destination, str]:
         """Atomically push local outputs and dead letters and acknowledge ``acks``.
 
+        ``latest`` > 0 also acknowledges the whole latest claim (that many jobs) without
+        naming them; only valid when nothing was claimed since, and never for a retry.
         Returns the local destinations the server rejected (the rest of the commit, acks
         included, took effect). Raises TransportError when nothing took effect.
         """

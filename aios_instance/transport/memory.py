@@ -55,9 +55,13 @@ class MemorySource:
         pushes: Mapping[Destination, Sequence[bytes]],
         acks: Sequence[bytes],
         dead: Sequence[bytes],
+        *,
+        latest: int = 0,
     ) -> Mapping[Destination, str]:
         """Record pushes and dead letters, then drop the acknowledged jobs."""
         with self._cond:
+            if latest:
+                del self.processing[-latest:]  # the latest claim sits at the end
             for dest, payloads in pushes.items():
                 self.lists[dest.queue_name].extend(payloads)
             self.dead.extend(dead)
