@@ -89,6 +89,7 @@ class Runtime:
         )  # fmt: skip
         self.thread: threading.Thread | None = None
         self.draining = False
+        self._crashed = False
         self.started_at = time.time()
         self._param_lock = threading.Lock()
         self._services: list[Callable[[], None]] = []  # closers, run in reverse at shutdown
@@ -148,6 +149,13 @@ class Runtime:
                 s.claim_batch,
             )  # fmt: skip
             self.worker.run()
+        except BaseException:
+            # Unexpected (a bug, or user code raising SystemExit): the claimed packets are
+            # handed back as one more delivery each, so a packet that crashes the process
+            # every time reaches max_deliveries and is dead-lettered instead of looping.
+            self._crashed = True
+            log.exception("the worker loop failed; handing back its claimed packets")
+            raise
         finally:
             self._shutdown()
 
@@ -170,7 +178,11 @@ class Runtime:
         self._services.append(self._lease.stop)
         s = self.settings
         if s.metrics_port:
-            server: MetricsServer = self.metrics.serve_http(s.metrics_port, s.control_bind)
+            try:
+                server: MetricsServer = self.metrics.serve_http(s.metrics_port, s.control_bind)
+            except OSError as exc:
+                msg = f"cannot serve metrics on METRICS_PORT={s.metrics_port}: {exc}"
+                raise ConfigError(msg) from None
             self._services.append(server.close)
         if s.metrics_redis_host:
             url = _as_url(s.metrics_redis_host)
@@ -192,13 +204,14 @@ class Runtime:
 
     def _shutdown(self) -> None:
         t0 = time.monotonic()
-        self.worker.shutdown(self.settings.drain_timeout_s)
+        if not self._crashed:  # after a crash the pipeline's state is not to be trusted
+            self.worker.shutdown(self.settings.drain_timeout_s)
         for close in reversed(self._services):
             try:
                 close()
             except Exception:
                 log.exception("error while stopping a service")
-        self.source.close()
+        self.source.close(count_attempts=self._crashed)
         self.sinks.close()
         self.context.events.close()
         self.context.side_cars.close()

@@ -75,10 +75,16 @@ def load_block_class(spec: str) -> type[Any]:
 # -- run ------------------------------------------------------------------------------------
 def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from .block import Block
+    from .blockdata import load_block_data
 
     block_class = load_block_class(args.block)
+    # Block data first: a missing file or BlocksDB fails before anything is started.
+    block_data = load_block_data(
+        settings.block_id, file=settings.block_data_file,
+        blocks_db_uri=settings.blocks_db_uri, custom_init_data=settings.custom_init_data,
+    )  # fmt: skip
     if settings.redis_configured:
-        _serve(Block(block_class, settings), settings)
+        _serve(Block(block_class, settings, block_data=block_data), settings)
         return 0
     from .embedded import EmbeddedRedis
 
@@ -90,7 +96,7 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         _write_state(state_file, {"url": embedded.url, "block_id": settings.block_id,
                                   "pid": os.getpid(), "redis_pid": embedded.pid})  # fmt: skip
         print(f"embedded redis-server at {embedded.url}", flush=True)
-        _serve(Block(block_class, settings), settings)
+        _serve(Block(block_class, settings, block_data=block_data), settings)
     finally:
         signal.signal(signal.SIGTERM, previous)
         _remove_state(state_file)

@@ -87,8 +87,14 @@ class EmbeddedRedis:
             "--loglevel",
             "warning",
         ]
+        # Its own session: a Ctrl-C in the terminal reaches the block (which drains through
+        # this server), not the server itself; stop() ends it by PID.
         self._proc = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL
+            args,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         self._wait_ready(timeout_s)
         log.info("embedded redis-server started on port %d (pid %d)", self.port, self._proc.pid)

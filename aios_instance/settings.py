@@ -8,6 +8,7 @@ defaults documented in ``docs/settings.md``.
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 from collections.abc import Callable, Mapping
@@ -33,9 +34,15 @@ def _int(low: int, high: int) -> Callable[[str], int]:
 
 def _float_pos(text: str) -> float:
     value = float(text)
-    if not value > 0:
-        raise ValueError("must be > 0")
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError("must be a finite number > 0")
     return value
+
+
+def _redis_url(text: str) -> str:
+    if not text.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("must be a URL starting with redis://, rediss:// or unix://")
+    return text
 
 
 def _bool(text: str) -> bool:
@@ -138,7 +145,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "AIOS_REDIS_URL",
         "redis_url_override",
-        _str,
+        _redis_url,
         None,
         "Instance Redis as a URL; overrides `REDIS_*`.",
     ),

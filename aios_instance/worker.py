@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 MAX_PARKED = 10_000  # outputs held for unreachable endpoints before claiming pauses
 _BACKOFF_MIN_S = 0.05
 _BACKOFF_MAX_S = 5.0
+_FIRST_CLAIM = 8  # packets in the first claim, before the block's speed is known
 _MEMO_MAX = 4096  # destinations whose locality is remembered
 
 
@@ -100,6 +101,7 @@ class Worker:
         max_deliveries: int = 5,
         idle_wait_s: float = 1.0,
         delivery_timeout_s: float = 30.0,
+        claim_target_s: float = 0.1,
         hooks: WorkerHooks | None = None,
     ) -> None:
         self.pipeline = pipeline
@@ -119,6 +121,12 @@ class Worker:
         self._down: dict[str, _Endpoint] = {}
         self._attempts: dict[bytes, int] = {}
         self._local: dict[Destination, bool] = {}  # source.is_local, memoized
+        # Claims adapt to how long the block takes per packet, so that a claim holds about
+        # claim_target_s of work: fast blocks get full batches, a slow one does not sit on
+        # packets another instance could serve, and a drain stays short. The first claim is
+        # small, until the block's speed is known.
+        self.claim_target_s = claim_target_s
+        self._claim_size = min(claim_batch, _FIRST_CLAIM)
         self.in_flight = 0
 
     # -- loop ------------------------------------------------------------------------------
@@ -141,7 +149,7 @@ class Worker:
         if self._parked_outputs > MAX_PARKED:
             self.stopping.wait(self._wait_s())  # backpressure: an endpoint is down
             return 0
-        claims = self.source.claim(self.claim_batch, self._wait_s())
+        claims = self.source.claim(self._claim_size, self._wait_s())
         self.in_flight = len(claims)
         try:
             if claims:
@@ -162,7 +170,9 @@ class Worker:
                 fresh.append(claim.raw)
             if claim.attempt > 1:
                 self._attempts[claim.raw] = claim.attempt
+        t0 = time.perf_counter()
         result = self.pipeline.process_batch(fresh) if fresh else PipelineResult()
+        self._adapt_claim_size(time.perf_counter() - t0, len(claims))
         self.hooks.processed(result)
         if not poison and self._commit_latest(result, claims):
             return
@@ -198,9 +208,19 @@ class Worker:
         if rejected:
             self._dead_letter_rejected(rejected, _origins(result, rejected))
         pushed = sum(len(p) for p in pushes.values())
-        dead = Counter({"delivery_error": len(rejected)} if rejected else {})
-        self.hooks.committed(pushed, dead, len(claims), time.perf_counter() - t0)
+        self.hooks.committed(pushed, Counter(), len(claims), time.perf_counter() - t0)
         return True
+
+    def _adapt_claim_size(self, seconds: float, count: int) -> None:
+        """Size the next claim so that it holds about ``claim_target_s`` of work."""
+        if count < self._claim_size:
+            return  # a short claim (the input ran dry) says little about speed
+        per_packet_s = seconds / count
+        if per_packet_s * self.claim_batch <= self.claim_target_s:
+            self._claim_size = self.claim_batch
+        else:
+            fits = int(self.claim_target_s / per_packet_s)
+            self._claim_size = max(1, min(self.claim_batch, fits))
 
     def _is_local(self, dest: Destination) -> bool:
         local = self._local.get(dest)
@@ -304,12 +324,14 @@ class Worker:
         except TransportError:
             self._parked.append(_Delivery((), dead=records, first_failure=time.monotonic()))
             raise
+        self.hooks.committed(0, Counter(delivery_error=len(records)), 0, 0.0)
 
     def _push_remote(self, deliveries: Sequence[_Delivery], now: float) -> None:
         """Push pending remote outputs, one round trip per sink; endpoints that are backing
         off are not tried. Pushed destinations leave ``pending``; rejected ones become dead
         letters of their delivery."""
         batches: dict[int, tuple[Any, dict[Destination, list[bytes]]]] = {}
+        unusable: dict[Destination, str] = {}
         for delivery in deliveries:
             for dest, payloads in delivery.pending.items():
                 if self._is_local(dest):
@@ -317,10 +339,14 @@ class Worker:
                 down = self._down.get(_endpoint(dest))
                 if down is not None and down.retry_at > now:
                     continue
-                sink = self._sink_for(dest)
+                try:
+                    sink = self._sink_for(dest)
+                except Exception as exc:  # an address no client accepts: retrying can't help
+                    unusable[dest] = f"no connection possible: {exc}"
+                    continue
                 batches.setdefault(id(sink), (sink, {}))[1].setdefault(dest, []).extend(payloads)
-        pushed: set[Destination] = set()
-        rejected: dict[Destination, str] = {}
+        pushed: set[Destination] = set(unusable)
+        rejected: dict[Destination, str] = dict(unusable)
         for sink, batch in batches.values():
             outcome = self._try_push(sink, batch)
             if outcome is not None:

@@ -115,6 +115,22 @@ def test_bad_data_and_missing_redis_are_one_line_errors(
     assert "FILE.py:Class" in err
 
 
+def test_run_with_missing_block_data_fails_before_starting_anything(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    block = Path(__file__).resolve().parents[1] / "examples" / "simple_block" / "block.py"
+    missing = tmp_path / "missing.json"
+    state = str(tmp_path / "state.json")
+    code, out, err = _run(
+        capsys, "run", f"{block}:SimpleBlock", "--block-data", str(missing),
+        "--state-file", state,
+    )  # fmt: skip
+    assert (code, err.count("\n")) == (1, 1), err
+    assert str(missing) in err
+    assert out == ""  # no embedded Redis was started, nothing was served
+    assert not Path(state).exists()
+
+
 def test_a_stale_state_file_is_ignored(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     state = tmp_path / "state.json"
     dead_pid = 2**22 + 12345  # above the kernel's pid_max default: never a live process

@@ -52,11 +52,11 @@ class Slow:
 '''
 
 CRASHY_BLOCK = '''
-import json, os, signal
+import json, os, signal, sys
 from aios_instance import OnDataResult, PreProcessResult
 
 class Crashy:
-    """Echoes data; ``{"crash": true}`` kills the process (a segfault in a native library)."""
+    """Echoes data; ``{{"crash": true}}`` ends the process: {how}."""
 
     def __init__(self, context):
         self.context = context
@@ -66,9 +66,13 @@ class Crashy:
 
     def on_data(self, entry):
         if entry.extra_data.get("crash"):
-            os.kill(os.getpid(), signal.SIGKILL)
+            {crash}
         return True, OnDataResult(output=entry.extra_data)
 '''
+CRASHES = {
+    "sigkill": ("a segfault in a native library", "os.kill(os.getpid(), signal.SIGKILL)", -9),
+    "sys_exit": ("user code calling sys.exit", "sys.exit(3)", 3),
+}
 
 
 def cli_env(**extra: str) -> dict[str, str]:
@@ -341,14 +345,18 @@ def test_sigterm_mid_stream_drains_and_exits_0(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("crash", sorted(CRASHES))
 def test_a_packet_that_kills_the_process_is_dead_lettered_alone(
-    redis_factory: Callable[[], EmbeddedRedis], procs: Procs, tmp_path: Path
+    redis_factory: Callable[[], EmbeddedRedis], procs: Procs, tmp_path: Path, crash: str
 ) -> None:
     """Restarted like a pod (same INSTANCE_ID) after each crash: the poison packet is
-    redelivered alone, so only it reaches max_deliveries; its batch-mates are processed."""
+    redelivered alone, so only it reaches max_deliveries; its batch-mates are processed.
+    Killed from outside (the next start requeues) or exiting from inside (the exit hands
+    the claim back), each crash counts as a delivery."""
+    how, statement, returncode = CRASHES[crash]
     server = redis_factory()
     client = _client(server.url)
-    (tmp_path / "crashy.py").write_text(CRASHY_BLOCK)
+    (tmp_path / "crashy.py").write_text(CRASHY_BLOCK.format(how=how, crash=statement))
     spec = f"{tmp_path / 'crashy.py'}:Crashy"
     n, poison = 200, 100
     pipe = client.pipeline(transaction=False)
@@ -366,7 +374,7 @@ def test_a_packet_that_kills_the_process_is_dead_lettered_alone(
         _poll(lambda: block.poll() is not None or finished(), 20, "a crash or the end")  # noqa: B023
         if block.poll() is None:
             break
-        assert block.returncode == -signal.SIGKILL
+        assert block.returncode == returncode
         crashes += 1
         assert crashes <= 3, "the poison packet was not isolated"
     assert crashes == 2  # its first delivery (in a batch) and its second (alone)

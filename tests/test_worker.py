@@ -235,6 +235,7 @@ def test_a_rejected_remote_push_is_dead_lettered_at_once(
     down = redis.Redis.from_url(downstream.url, protocol=2)
     down.set("A_STRING", "x")
     worker = make_worker()
+    hooks = worker.hooks = CountingHooks()
     _send(redis_client, [0], output_ptr=_ptr(downstream.port, "A_STRING"))
     _send(redis_client, [1], output_ptr=_ptr(downstream.port, "FINE"), seq0=1)
     _send(redis_client, [2], output_ptr=_ptr(redis_client_port(redis_client), "A_LOCAL"), seq0=2)
@@ -246,6 +247,7 @@ def test_a_rejected_remote_push_is_dead_lettered_at_once(
     assert {decode_packet(base64.b64decode(r["packet"])).seq_no for r in records} == {0, 2}
     assert _outputs(down, "FINE") == [1]
     assert redis_client.llen(worker.source.processing) == 0  # type: ignore[attr-defined]
+    assert hooks.dead == Counter(delivery_error=2)  # the local rejection is counted too
     down.close()
 
 
@@ -389,3 +391,83 @@ def test_backoff_is_per_endpoint_and_forgets_expired_ones() -> None:
     assert len(sinks["y:1"].lists["next_inputs"]) == 1
     assert source.processing == []
     assert [json.loads(r)["outcome"] for r in source.dead] == ["delivery_error"]
+
+
+class Slow(Echo):
+    """Echo that spends ``delay_s`` per packet (a model's inference time)."""
+
+    delay_s = 0.02
+
+    def on_data(self, entry: Any) -> Any:
+        time.sleep(self.delay_s)
+        return super().on_data(entry)
+
+
+def test_claims_shrink_to_the_target_for_a_slow_block_and_grow_for_a_fast_one(
+    make_worker: Make, redis_client: redis.Redis
+) -> None:
+    sizes: list[int] = []
+    slow = make_worker(block=Slow(), claim_batch=64, claim_target_s=0.1)
+    slow.hooks.claimed = lambda claims: sizes.append(len(claims))  # type: ignore[method-assign]
+    _send(redis_client, list(range(30)))
+    _step_until(slow, lambda: redis_client.llen("OUT") == 30)
+    # The first claim is small (speed unknown); then ~0.1 s of work: 0.1 / 0.02 = 5 or fewer.
+    assert sizes[0] == 8
+    assert all(1 <= n <= 5 for n in sizes[1:]), sizes
+    assert _outputs(redis_client) == list(range(30))
+    redis_client.delete("OUT")
+    fast_sizes: list[int] = []
+    fast = make_worker(instance="w2", claim_batch=64)
+    fast.hooks.claimed = lambda claims: fast_sizes.append(len(claims))  # type: ignore[method-assign]
+    _send(redis_client, list(range(200)))
+    _step_until(fast, lambda: redis_client.llen("OUT") == 200)
+    assert fast_sizes[:3] == [8, 64, 64], fast_sizes
+
+
+def test_an_address_no_client_accepts_is_dead_lettered_and_the_loop_goes_on(
+    redis_server: EmbeddedRedis, redis_client: redis.Redis
+) -> None:
+    pool = SinkPool(socket_timeout_s=2.0)
+
+    def sink_for(dest: Destination) -> Any:
+        if dest.host == "unusable.invalid":  # what a client constructor refuses
+            raise ValueError("Port could not be cast to integer value")
+        return pool(dest)
+
+    default = destination_from_url(redis_server.url, "OUT")
+    source = RedisSource(connect(redis_server.url), BLOCK, "w1", lease_ttl_s=5.0)
+    source.start()
+    hooks = CountingHooks()
+    worker = Worker(
+        Pipeline(Echo(), Router(BLOCK, (default,))), source, sink_for, block_id=BLOCK,
+        instance_id="w1", idle_wait_s=0.05, hooks=hooks,
+    )  # fmt: skip
+    bad = json.dumps({"outputs": [{"host": "unusable.invalid", "port": 1, "queue_name": "Q"}]})
+    _send(redis_client, [0, 1], output_ptr=bad)
+    _send(redis_client, [2, 3], seq0=2)
+    try:
+        _step_until(worker, lambda: redis_client.llen("OUT") == 2)
+        _step_until(worker, lambda: len(_dead(redis_client)) == 2)
+    finally:
+        source.close()
+        pool.close()
+    records = _dead(redis_client)
+    assert sorted(r["seq_no"] for r in records) == [0, 1]  # one record per input
+    for record in records:
+        assert record["outcome"] == "delivery_error"
+        assert "no connection possible" in record["reason"]
+        assert "Port could not be cast" in record["reason"]
+    assert _outputs(redis_client) == [2, 3]
+    assert redis_client.llen(source.processing) == 0
+    assert hooks.dead == Counter(delivery_error=2)
+
+
+def test_ipv6_destinations_get_a_bracketed_url() -> None:
+    from aios_instance.transport.redis import redis_url_of
+
+    dest = Destination("redis", "::1", 6390, "Q", "b", db=2, password="p@ss/word")
+    assert redis_url_of(dest) == "redis://:p%40ss%2Fword@[::1]:6390/2"
+    kwargs = connect(redis_url_of(dest)).connection_pool.connection_kwargs
+    assert (kwargs["host"], kwargs["port"], kwargs["db"], kwargs["password"]) == (
+        "::1", 6390, 2, "p@ss/word",
+    )  # fmt: skip

@@ -66,5 +66,6 @@ class Source(Protocol):
     def release(self, raws: Sequence[bytes]) -> None:
         """Hand claimed, unprocessed jobs back to the front of the input (shutdown)."""
 
-    def close(self) -> None:
-        """Release connections and this instance's lease."""
+    def close(self, *, count_attempts: bool = False) -> None:
+        """Release connections and this instance's lease, handing back what is claimed
+        (``count_attempts``: as one more delivery, after a crash)."""

@@ -78,7 +78,7 @@ class MemorySource:
                     self.processing.remove(raw)
                     self.inputs.appendleft(raw)
 
-    def close(self) -> None:
+    def close(self, *, count_attempts: bool = False) -> None:
         """Nothing to release."""
 
 

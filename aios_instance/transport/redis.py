@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import quote
 
 import redis
 from redis.backoff import NoBackoff
@@ -179,10 +180,14 @@ class RedisSource:
         args = [instance_id, "1" if force else "0", "1" if count_attempt else "0"]
         return int(_guard(self._requeue, keys=script_keys, args=args))
 
-    def close(self) -> None:
-        """Give up the lease; whatever is still claimed is handed back first."""
+    def close(self, *, count_attempts: bool = False) -> None:
+        """Give up the lease; whatever is still claimed is handed back first.
+
+        ``count_attempts``: after a crash, the packets handed back count as delivered once
+        more, so one that crashes the process every time reaches ``max_deliveries``.
+        """
         try:
-            self._run_requeue(self.instance_id, force=True, count_attempt=False)
+            self._run_requeue(self.instance_id, force=True, count_attempt=count_attempts)
             pipe = self.client.pipeline(transaction=True)
             pipe.delete(self._lease)
             pipe.srem(self._instances, self.instance_id)
@@ -294,9 +299,9 @@ class RedisSink:
 
 
 def redis_url_of(dest: Destination) -> str:
-    """The redis:// URL of a destination's server."""
-    auth = f":{dest.password}@" if getattr(dest, "password", None) else ""
-    return f"redis://{auth}{dest.host}:{dest.port}/{dest.db}"
+    """The redis:// URL of a destination's server (IPv6 hosts bracketed)."""
+    auth = f":{quote(dest.password, safe='')}@" if dest.password else ""
+    return f"redis://{auth}{dest.address}/{dest.db}"
 
 
 def _address_of(client: redis.Redis) -> tuple[str, int, int]:
