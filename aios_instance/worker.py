@@ -127,6 +127,7 @@ class Worker:
         # small, until the block's speed is known.
         self.claim_target_s = claim_target_s
         self._claim_size = min(claim_batch, _FIRST_CLAIM)
+        self._next: list[Claim] = []  # claimed with the last commit, not yet processed
         self.in_flight = 0
 
     # -- loop ------------------------------------------------------------------------------
@@ -149,7 +150,9 @@ class Worker:
         if self._parked_outputs > MAX_PARKED:
             self.stopping.wait(self._wait_s())  # backpressure: an endpoint is down
             return 0
-        claims = self.source.claim(self._claim_size, self._wait_s())
+        claims, self._next = self._next, []
+        if not claims:
+            claims = self.source.claim(self._claim_size, self._wait_s())
         self.in_flight = len(claims)
         try:
             if claims:
@@ -198,7 +201,12 @@ class Worker:
                 bucket.append(out.payload)
         t0 = time.perf_counter()
         try:
-            rejected = self.source.commit(pushes, (), (), latest=len(claims))
+            if self._may_claim_ahead():
+                rejected, self._next = self.source.commit_latest_and_claim(
+                    pushes, len(claims), self._claim_size
+                )
+            else:
+                rejected = self.source.commit(pushes, (), (), latest=len(claims))
         except TransportError:
             # Retried by the general path, which names each packet (LREM): safe to repeat.
             sources = tuple(claim.raw for claim in claims)
@@ -210,6 +218,15 @@ class Worker:
         pushed = sum(len(p) for p in pushes.values())
         self.hooks.committed(pushed, Counter(), len(claims), time.perf_counter() - t0)
         return True
+
+    def _may_claim_ahead(self) -> bool:
+        """Whether the next claim can ride with this commit (not when stopping, nor when
+        parked work or a batch deadline must be seen to before new packets)."""
+        return (
+            not self.stopping.is_set()
+            and not self._parked
+            and self.pipeline.next_deadline() is None
+        )
 
     def _adapt_claim_size(self, seconds: float, count: int) -> None:
         """Size the next claim so that it holds about ``claim_target_s`` of work."""
@@ -466,6 +483,9 @@ class Worker:
         """Flush time-based batches, hand muxer-held inputs back, retry parked outputs."""
         deadline = time.monotonic() + timeout_s
         try:
+            if self._next:  # claimed with the last commit while stop() came in
+                self.source.release([claim.raw for claim in self._next])
+                self._next = []
             result = self.pipeline.drain()
             self.hooks.processed(result)
             self._commit(result, [], [])

@@ -74,6 +74,39 @@ def test_commit_pushes_dead_letters_and_acks_in_one_transaction(
     assert redis_client.exists(source.processing) == 0
 
 
+def test_latest_ack_trims_only_the_latest_claim_and_claims_the_next(
+    redis_server: EmbeddedRedis, redis_client: redis.Redis
+) -> None:
+    items = _fill(redis_client, 10)
+    source = _source(redis_server, "i1")
+    older = source.claim(2, 0)  # still held (e.g. parked): must survive the trim
+    latest = source.claim(3, 0)
+    out = _dest(redis_server, "OUT")
+    rejected, following = source.commit_latest_and_claim({out: [b"o"]}, len(latest), 4)
+    assert rejected == {}
+    assert [c.raw for c in following] == items[5:9]
+    held = redis_client.lrange(source.processing, 0, -1)
+    assert sorted(held) == sorted([c.raw for c in older] + items[5:9])
+    assert redis_client.lrange("OUT", 0, -1) == [b"o"]
+    assert source.commit({}, (), (), latest=len(following)) == {}
+    assert sorted(redis_client.lrange(source.processing, 0, -1)) == sorted(c.raw for c in older)
+
+
+def test_latest_commit_survives_a_flushed_script_cache(
+    redis_server: EmbeddedRedis, redis_client: redis.Redis
+) -> None:
+    items = _fill(redis_client, 4)
+    source = _source(redis_server, "i1")
+    latest = source.claim(2, 0)
+    redis_client.script_flush()  # as after a server restart
+    out = _dest(redis_server, "OUT")
+    rejected, following = source.commit_latest_and_claim({out: [b"o"]}, len(latest), 2)
+    assert (rejected, following) == ({}, [])  # the commit took effect; the claim did not
+    assert redis_client.llen(source.processing) == 0
+    assert redis_client.lrange("OUT", 0, -1) == [b"o"]
+    assert [c.raw for c in source.claim(5, 0)] == items[2:]  # the next claim reloads it
+
+
 def test_commit_reports_a_wrongtype_list_and_still_acks(
     redis_server: EmbeddedRedis, redis_client: redis.Redis
 ) -> None:

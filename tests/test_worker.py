@@ -286,7 +286,7 @@ def test_a_lapsed_instance_is_requeued_to_the_front_with_attempts(
     assert len(lapsed.claim(3, 0)) == 3
     lapsed.client.close()
     worker = make_worker(claim_batch=2)
-    worker.step()  # takes 2 of the 5 left
+    worker.step()  # takes 2 of the 5 left, and claims the next 2 with its commit
     source = worker.source
     assert isinstance(source, RedisSource)
     deadline = time.monotonic() + 5
@@ -299,8 +299,9 @@ def test_a_lapsed_instance_is_requeued_to_the_front_with_attempts(
         (decode_packet(c.raw).seq_no, c.attempt) for c in claims
     )
     _step_until(worker, lambda: redis_client.llen("OUT") == 8)
-    assert claimed == [(0, 2), (1, 2), (2, 2), (5, 1), (6, 1), (7, 1)]
-    assert _outputs(redis_client) == [3, 4, 0, 1, 2, 5, 6, 7]
+    # The batch claimed ahead goes first; then the requeued packets, each alone.
+    assert claimed == [(5, 1), (6, 1), (0, 2), (1, 2), (2, 2), (7, 1)]
+    assert _outputs(redis_client) == [3, 4, 5, 6, 0, 1, 2, 7]
     assert redis_client.hlen(keys.attempts(BLOCK)) == 0
 
 

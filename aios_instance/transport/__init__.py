@@ -63,6 +63,12 @@ class Source(Protocol):
         included, took effect). Raises TransportError when nothing took effect.
         """
 
+    def commit_latest_and_claim(
+        self, pushes: Mapping[Destination, Sequence[bytes]], latest: int, max_count: int
+    ) -> tuple[Mapping[Destination, str], list[Claim]]:
+        """``commit(pushes, (), (), latest=latest)``, then claim up to ``max_count`` without
+        waiting, as one operation (one round trip where the transport allows)."""
+
     def release(self, raws: Sequence[bytes]) -> None:
         """Hand claimed, unprocessed jobs back to the front of the input (shutdown)."""
 

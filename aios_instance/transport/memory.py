@@ -70,6 +70,13 @@ class MemorySource:
                     self.processing.remove(raw)
         return {}
 
+    def commit_latest_and_claim(
+        self, pushes: Mapping[Destination, Sequence[bytes]], latest: int, max_count: int
+    ) -> tuple[Mapping[Destination, str], list[Claim]]:
+        """Commit the latest claim, then claim the next batch."""
+        rejected = self.commit(pushes, (), (), latest=latest)
+        return rejected, self.claim(max_count, 0)
+
     def release(self, raws: Sequence[bytes]) -> None:
         """Put claimed jobs back at the front, in order."""
         with self._cond:

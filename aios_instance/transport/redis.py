@@ -213,12 +213,34 @@ class RedisSource:
         reply = _guard(
             self._claim, keys=[self.input, self.processing, self._attempts], args=[max_count]
         )
-        if not reply:
-            return []
-        items = reply[0]
-        if len(reply) == 1:
-            return [Claim(item, 1) for item in items]
-        return [Claim(item, 1 + int(n)) for item, n in zip(items, reply[1], strict=True)]
+        return _claims_of(reply)
+
+    def commit_latest_and_claim(
+        self, pushes: Mapping[Destination, Sequence[bytes]], latest: int, max_count: int
+    ) -> tuple[Mapping[Destination, str], list[Claim]]:
+        """The hot path's one round trip per batch: commit the latest claim (its local
+        pushes, acknowledged by LTRIM) and claim the next batch, in one MULTI/EXEC.
+
+        The claim goes after the LTRIM, so the trim removes exactly the latest claim. Raises
+        TransportError when nothing took effect; the claim may come back empty.
+        """
+        pipe = self.client.pipeline(transaction=True)
+        order: list[Destination | None] = []
+        for dest, payloads in pushes.items():
+            if payloads:
+                pipe.lpush(dest.queue_name, *payloads)
+                order.append(dest)
+        pipe.ltrim(self.processing, latest, -1)
+        order.append(None)
+        # EVALSHA by hand: a Script object in a pipeline costs a SCRIPT EXISTS round trip.
+        pipe.evalsha(self._claim.sha, 3, self.input, self.processing, self._attempts, max_count)
+        replies = _guard(pipe.execute, raise_on_error=False)
+        rejected = _rejections(order, replies[:-1], transaction=True)
+        if not isinstance(replies[-1], Exception):
+            return rejected, _claims_of(replies[-1])
+        # NOSCRIPT (the server restarted): the commit took effect; the next claim loads it.
+        log.info("claim script not cached on the server: %s", replies[-1])
+        return rejected, []
 
     def is_local(self, destination: Destination) -> bool:
         """Outputs to this source's own Redis ride in the commit's transaction."""
@@ -302,6 +324,16 @@ def redis_url_of(dest: Destination) -> str:
     """The redis:// URL of a destination's server (IPv6 hosts bracketed)."""
     auth = f":{quote(dest.password, safe='')}@" if dest.password else ""
     return f"redis://{auth}{dest.address}/{dest.db}"
+
+
+def _claims_of(reply: Any) -> list[Claim]:
+    """The claim script's reply: {items} or {items, attempt counts}."""
+    if not reply:
+        return []
+    items = reply[0]
+    if len(reply) == 1:
+        return [Claim(item, 1) for item in items]
+    return [Claim(item, 1 + int(n)) for item, n in zip(items, reply[1], strict=True)]
 
 
 def _address_of(client: redis.Redis) -> tuple[str, int, int]:
