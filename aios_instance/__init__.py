@@ -1,9 +1,14 @@
 """aios-instance: write blocks (on_preprocess → on_data), run them on Redis, test them in-process.
 
-Everything a block author needs is importable from here (``from aios_instance import *``).
+Everything a block author needs is importable from here (``from aios_instance import *``),
+including the stdlib ``json`` and ``time`` modules the spec's sample blocks use with only that
+import line.
 """
 
 from __future__ import annotations
+
+import json
+import time
 
 from ._pipeline import Failure, Outcome, Output, Pipeline, PipelineResult
 from .block import Block, Runtime
@@ -73,6 +78,8 @@ __all__ = [
     "TimeBasedBatcher",
     "TransportError",
     "decode_packet",
+    "json",
     "load_block_data",
     "make_packet",
+    "time",
 ]

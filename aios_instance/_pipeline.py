@@ -11,6 +11,7 @@ classified here (``_classify_*``) and handed back; the caller decides what to do
 from __future__ import annotations
 
 import copy
+import dataclasses
 import enum
 import functools
 import inspect
@@ -23,7 +24,7 @@ from typing import Any, NamedTuple
 
 from . import _json
 from .errors import PacketDecodeError, RoutingError
-from .packet import AIOSPacket, decode_packet, encode_output
+from .packet import AIOSPacket, MuxedData, decode_packet, encode_output
 from .results import OnDataResult, PreProcessResult
 from .routing import Destination, Router
 
@@ -160,12 +161,35 @@ class Pipeline:
         self.on_data_takes_is_ws = accepts_is_ws(block.on_data)
         get_muxer = getattr(block, "get_muxer", None)
         self.muxer: Any = get_muxer() if get_muxer is not None else None  # once, never per packet
-        self._mux_raws: dict[tuple[str, int], list[bytes]] = {}
+        # The packets (and their bytes) the muxer buffers, by group key, until the group ends:
+        # merged, expired, evicted, or handed back at shutdown. Only what is_buffered() confirms
+        # goes in, so a packet the muxer filters out is never kept.
+        self._mux_raws: dict[tuple[str, int], list[tuple[AIOSPacket, bytes]]] = {}
+        self._mux_is_buffered: Callable[[AIOSPacket], bool] | None = getattr(
+            self.muxer, "is_buffered", None
+        )
+        self._mux_take_evicted: Callable[[], Iterable[Any]] | None = getattr(
+            self.muxer, "take_evicted", None
+        )
+        if self.muxer is not None and self._mux_is_buffered is None:
+            log.warning(
+                "the muxer %s of block %s has no is_buffered(packet): every packet it returns "
+                "None for is acknowledged as taken by it, so what it buffers is lost if the "
+                "process stops (at-least-once delivery ends at this muxer)",
+                type(self.muxer).__name__,
+                type(block).__name__,
+            )
         self.time_batchers = _find_time_batchers(block)
+        # The batchers tick() may flush: only a block with on_batch_timeout can take a due
+        # batch. Without it a due batch stays in its batcher (the block's next add_to_batch
+        # returns it) and is not a deadline: nobody could act on it.
+        self._timed_batchers = self.time_batchers if self._on_batch_timeout is not None else []
         if self.time_batchers and self._on_batch_timeout is None:
             log.warning(
-                "block %s keeps a TimeBasedBatcher but defines no on_batch_timeout(batch): "
-                "a due batch is only emitted when the next packet arrives",
+                "block %s keeps a TimeBasedBatcher but defines no on_batch_timeout(batch): a "
+                "due batch is not flushed on time; it stays in the batcher until the block's "
+                "next add_to_batch() returns it, and items still held at shutdown are "
+                "dead-lettered. Define on_batch_timeout(batch) to flush due batches on time.",
                 type(block).__name__,
             )
 
@@ -204,14 +228,15 @@ class Pipeline:
         expire = getattr(self.muxer, "expire", None)
         if expire is not None:
             self._report_expired(expire(now), acc)
-        for batcher in self.time_batchers:
+        for batcher in self._timed_batchers:
             batch = batcher.poll(now)
             if batch:
                 self._flush_batch(batch, acc)
         return acc.freeze()
 
     def drain(self) -> PipelineResult:
-        """At shutdown: flush every time-based batch through on_batch_timeout."""
+        """At shutdown: flush every time-based batch through on_batch_timeout (a block without
+        it gets each held batch back as a failure carrying its packets, to dead-letter)."""
         acc = _Acc()
         for batcher in self.time_batchers:
             batch = batcher.flush()
@@ -226,11 +251,15 @@ class Pipeline:
         if drain is not None:
             for group in drain():
                 raws.extend(self._group_raws(group))
+        # Whatever is still unacknowledged but was not in a drained group goes back too.
+        for entries in self._mux_raws.values():
+            raws.extend(raw for _, raw in entries if raw)
+        self._mux_raws.clear()
         return raws
 
     def next_deadline(self) -> float | None:
         """The monotonic time at which tick() has work to do (None: nothing pending)."""
-        candidates = [b.next_deadline() for b in self.time_batchers]
+        candidates = [b.next_deadline() for b in self._timed_batchers]
         muxer_deadline = getattr(self.muxer, "next_deadline", None)
         if muxer_deadline is not None:
             candidates.append(muxer_deadline())
@@ -277,6 +306,8 @@ class Pipeline:
         try:
             _json.validate(data)
         except ValueError as exc:
+            if type(data) is MuxedData:
+                return True  # JSON by construction (orjson reads only exact str)
             reason = f"data is not valid JSON: {exc}"
             acc.fail(Outcome.BAD_INPUT, "decode", reason, packet, (raw,))
             return False
@@ -286,21 +317,71 @@ class Pipeline:
         self, packet: AIOSPacket, raw: bytes, acc: _Acc
     ) -> tuple[AIOSPacket, tuple[bytes, ...]] | None:
         """Feed the muxer; remember the bytes of buffered packets until their group ends."""
+        key = (packet.session_id, packet.seq_no)
         try:
             merged: AIOSPacket | None = self.muxer.process_packet(packet)
         except Exception as exc:
-            acc.fail(Outcome.USER_ERROR, "mux", f"muxer failed: {exc!r}", packet, (raw,))
+            raws = (*self._release_orphans(key, acc), raw)
+            acc.fail(Outcome.USER_ERROR, "mux", f"muxer failed: {exc!r}", packet, raws)
+            self._collect_evicted(acc)
             return None
-        key = (packet.session_id, packet.seq_no)
         if merged is None:
-            self._mux_raws.setdefault(key, []).append(raw)
-            acc.waiting_raws.append(raw)
+            self._buffer_or_drop(packet, raw, key, acc)
             return None
         if merged is packet:
             return merged, (raw,)
-        earlier = self._mux_raws.pop(key, [])
+        entries = self._mux_raws.pop(key, None)
+        if not entries:
+            return merged, (raw,)
+        earlier = [r for _, r in entries]
         acc.released_raws.extend(earlier)
         return merged, (*earlier, raw)
+
+    def _buffer_or_drop(
+        self, packet: AIOSPacket, raw: bytes, key: tuple[str, int], acc: _Acc
+    ) -> None:
+        """process_packet returned None: the muxer buffers the packet, or it dropped it."""
+        is_buffered = self._mux_is_buffered
+        if is_buffered is not None:
+            try:
+                buffered = is_buffered(packet)
+            except Exception:
+                log.exception("muxer is_buffered() failed; the packet is kept as buffered")
+                buffered = True
+            if buffered:
+                self._mux_raws.setdefault(key, []).append((packet, raw))
+                acc.waiting_raws.append(raw)
+            else:
+                # Filtered out by the muxer: finished (acknowledged), counted as held.
+                acc.held += 1
+                acc.held += len(self._release_orphans(key, acc))
+            self._collect_evicted(acc)
+            return
+        acc.held += 1  # a muxer that cannot say: it owns what it took (logged at start)
+
+    def _release_orphans(self, key: tuple[str, int], acc: _Acc) -> list[bytes]:
+        """Earlier packets of ``key`` whose group ended without a merged packet (the muxer
+        raised while merging, or a custom merge returned None): release and return them."""
+        entries = self._mux_raws.get(key)
+        is_buffered = self._mux_is_buffered
+        if not entries or is_buffered is None:
+            return []
+        try:
+            if is_buffered(entries[0][0]):
+                return []  # the group is still open: nothing ended
+        except Exception:
+            return []
+        del self._mux_raws[key]
+        acc.released_raws.extend(raw for _, raw in entries if raw)
+        return [raw or _reencode(pkt) for pkt, raw in entries]
+
+    def _collect_evicted(self, acc: _Acc) -> None:
+        """Report groups the muxer evicted just now, before a late packet reuses their key."""
+        take = self._mux_take_evicted
+        if take is not None:
+            groups = take()
+            if groups:
+                self._report_expired(groups, acc)
 
     def _preprocess(
         self, packet: AIOSPacket, raws: tuple[bytes, ...], ret: Any, acc: _Acc
@@ -400,10 +481,17 @@ class Pipeline:
     def _group_raws(self, group: Any) -> list[bytes]:
         """The input bytes of a muxer group (re-encoded if they were never seen as bytes)."""
         key: tuple[str, int] = getattr(group, "key", ("", 0))
-        raws = [r for r in self._mux_raws.pop(key, []) if r]
-        if raws:
-            return raws
-        return [_reencode(pkt) for pkt in getattr(group, "packets", ())]
+        packets = tuple(getattr(group, "packets", ()))
+        entries = self._mux_raws.pop(key, None)
+        if not entries:
+            return [raw for raw in map(_reencode, packets) if raw]
+        ids = {id(pkt) for pkt in packets}
+        mine = [entry for entry in entries if id(entry[0]) in ids]
+        if not mine:
+            mine = entries  # a muxer that reports copies: the key is all there is to go by
+        elif len(mine) < len(entries):
+            self._mux_raws[key] = [entry for entry in entries if id(entry[0]) not in ids]
+        return [raw for raw in (r or _reencode(pkt) for pkt, r in mine) if raw]
 
     def _report_expired(self, groups: Iterable[Any], acc: _Acc) -> None:
         for group in groups:
@@ -418,17 +506,41 @@ class Pipeline:
             acc.fail(Outcome.EXPIRED, "mux", reason, first, raws)
 
     def _flush_batch(self, batch: list[Any], acc: _Acc) -> None:
-        """A time-based batch fell due: hand it to on_batch_timeout and route what it returns."""
+        """A time-based batch fell due (or shutdown came): hand it to on_batch_timeout and route
+        what it returns; without that hook (only at shutdown) it becomes a failure."""
         sources = [_packet_of(item) for item in batch]
-        source = next((p for p in reversed(sources) if p is not None), AIOSPacket())
-        if self._on_batch_timeout is None:
-            acc.held += len(batch)
+        on_batch_timeout = self._on_batch_timeout
+        if on_batch_timeout is None:
+            self._report_unflushed(batch, sources, acc)
             return
+        source = next((p for p in reversed(sources) if p is not None), AIOSPacket())
         try:
-            ret = self._on_batch_timeout(batch)
+            ret = on_batch_timeout(batch)
         except Exception as exc:
             ret = _Raised(exc, traceback.format_exc())
+        before = len(acc.failures)
+        # Outputs carry no sources: the batch's inputs were acknowledged when they were held.
         self._emit(_Job(PreProcessResult(source), source, ()), ret, acc)
+        if len(acc.failures) > before:
+            # A failure carries the batch's packets, so the dead letter can be replayed.
+            packets = _batch_packets(sources)
+            acc.failures[before:] = [
+                dataclasses.replace(f, packets=packets) for f in acc.failures[before:]
+            ]
+
+    def _report_unflushed(
+        self, batch: list[Any], sources: list[AIOSPacket | None], acc: _Acc
+    ) -> None:
+        """Shutdown, no on_batch_timeout: the held batch becomes one failure with its packets."""
+        packets = _batch_packets(sources)
+        reason = (
+            f"time-based batch of {len(batch)} items still buffered at shutdown and the block "
+            "defines no on_batch_timeout"
+        )
+        if len(packets) < len(batch):
+            reason += f" ({len(batch) - len(packets)} of them are not packets: not kept)"
+        first = next((p for p in sources if p is not None), None)
+        acc.fail(Outcome.USER_ERROR, "batch", reason, first, packets)
 
 
 class _Raised(NamedTuple):
@@ -504,6 +616,12 @@ def _packet_of(item: Any) -> AIOSPacket | None:
         return item
     packet = getattr(item, "packet", None)
     return packet if isinstance(packet, AIOSPacket) else None
+
+
+def _batch_packets(sources: Iterable[AIOSPacket | None]) -> tuple[bytes, ...]:
+    """The serialized packets of a batch's items (items that are no packet are left out)."""
+    raws = (_reencode(pkt) for pkt in sources if pkt is not None)
+    return tuple(raw for raw in raws if raw)
 
 
 def _reencode(packet: AIOSPacket) -> bytes:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from . import keys, state
+from . import _json, keys, state
 from ._pipeline import Pipeline
 from .blockdata import BlockData, load_block_data
 from .context import Context
@@ -26,6 +26,7 @@ from .events import BlockEvents
 from .hooks import MetricsHooks
 from .metrics import AIOSMetrics, MetricsExporter, MetricsServer, RuntimeMetrics
 from .packet import decode_packet
+from .params import UpdateResultError
 from .routing import Router, destination_from_url
 from .sessions import SessionsManager
 from .settings import Settings
@@ -95,17 +96,25 @@ class Runtime:
         self._services: list[Callable[[], None]] = []  # closers, run in reverse at shutdown
         self.redis = connect(s.redis_url, socket_timeout_s=s.idle_wait_s + 5.0)
         self.metrics = AIOSMetrics(block_id=s.block_id, instance_id=s.instance_id)
+        self.runtime_metrics = RuntimeMetrics(self.metrics, map(str, self.block_data.sidecars))
         self.context = self._make_context()
-        _export_gpus(self.context.allocation_info)
+        _export_gpus(_allocation_of(s, self.block_data))
         state.set_default_redis(self.redis)
-        self.block = block_class(self.context)  # the user's constructor: models load here
-        default = destination_from_url(s.redis_url, s.default_output)
-        self.pipeline = Pipeline(
-            self.block, Router(s.block_id, (default,)), validate_json=s.validate_json
-        )
+        self.block: Any = None  # until the constructor returns, the control API says "starting"
+        self.control_port: int | None = None
+        self._start_control(api=True)  # /live answers while the model loads
+        try:
+            self.block = block_class(self.context)  # the user's constructor: models load here
+            default = destination_from_url(s.redis_url, s.default_output)
+            self.pipeline = Pipeline(  # calls the block's get_muxer()
+                self.block, Router(s.block_id, (default,)), validate_json=s.validate_json
+            )
+        except BaseException:
+            for close in reversed(self._services):  # the control API started above
+                close()
+            raise
         self.source = RedisSource(self.redis, s.block_id, s.instance_id, lease_ttl_s=s.lease_ttl_s)
         self.sinks = SinkPool()
-        self.runtime_metrics = RuntimeMetrics(self.metrics, self.context.side_cars.names)
         self.worker = Worker(
             self.pipeline, self.source, self.sinks, block_id=s.block_id,
             instance_id=s.instance_id, claim_batch=s.claim_batch,
@@ -116,21 +125,24 @@ class Runtime:
         self._lease = _LeaseKeeper(self)
 
     def _make_context(self) -> Context:
-        s, data = self.settings, self.block_data
-        allocation = s.allocation_info or data.allocation_info or None
-        return Context(
+        s, data, m = self.settings, self.block_data, self.runtime_metrics
+        allocation = _allocation_of(s, data)
+        events_url = s.events_redis_url or s.redis_url
+        context = Context(
             block_id=s.block_id,
             instance_id=s.instance_id,
             block_data=data.document,
             block_init_data=data.init_data,
             block_init_settings=data.init_settings,
             block_init_parameters=dict(data.parameters),
-            allocation_info=dict(allocation) if allocation else None,
+            allocation_info=dict(allocation) if allocation is not None else None,
             metrics=self.metrics,
-            sessions=SessionsManager(),
-            events=BlockEvents(s.block_id, s.events_redis_url or s.redis_url),
-            side_cars=BlockSideCars(s.block_id, data.sidecars),
+            sessions=SessionsManager(idle_ttl_s=s.session_ttl_s or None),
+            events=BlockEvents(s.block_id, events_url, on_failure=m.event_push_failed),
+            side_cars=BlockSideCars(s.block_id, data.sidecars, on_failure=m.sidecar_push_failed),
         )
+        self.metrics.node_id = s.node_id or str(context.allocation_info.get("node_id") or "")
+        return context
 
     # -- lifecycle -------------------------------------------------------------------------
     def serve(self) -> None:
@@ -193,14 +205,16 @@ class Runtime:
             self._services.append(exporter.stop)
         self._start_control()
 
-    def _start_control(self) -> None:
-        """The HTTP control API and the PARAMETER_UPDATES listener (see control.py)."""
+    def _start_control(self, *, api: bool = False) -> None:
+        """``api``: the HTTP control API (from __init__, so that it answers while the block is
+        constructed); else the PARAMETER_UPDATES listener (from serve). See control.py."""
         try:
-            from .control import start_control  # type: ignore[import-not-found,unused-ignore]
+            from . import control
         except ImportError:  # pragma: no cover - control extras missing
             log.warning("control API unavailable: install starlette and uvicorn")
             return
-        self._services.extend(start_control(self))
+        start = control.start_api if api else control.start_listener
+        self._services.extend(start(self))
 
     def _shutdown(self) -> None:
         t0 = time.monotonic()
@@ -221,7 +235,11 @@ class Runtime:
 
     # -- control-plane operations (HTTP and PARAMETER_UPDATES share them) -------------------
     def apply_parameters(self, update: dict[str, Any]) -> tuple[bool, Any]:
-        """Validate with on_update first; only on success change block_init_parameters."""
+        """Validate with on_update first; only on success change block_init_parameters.
+
+        Raises UpdateResultError, changing nothing, when on_update accepts the update with a
+        value that is not JSON (it could not be sent back as ``updated_parameters``).
+        """
         on_update = getattr(self.block, "on_update", None)
         with self._param_lock:
             if on_update is None:
@@ -233,6 +251,12 @@ class Runtime:
                     log.exception("on_update raised")
                     return False, f"on_update raised {exc!r}"
             if ok:
+                try:
+                    _json.dumps_bytes(value)
+                except (TypeError, ValueError) as exc:
+                    msg = f"on_update returned a value that is not JSON ({exc}); nothing changed"
+                    log.error("parameter update %s: %s", sorted(update), msg)
+                    raise UpdateResultError(msg) from None
                 changed = value if isinstance(value, dict) else update
                 self.context.block_init_parameters.update(changed)
             return bool(ok), value
@@ -259,10 +283,12 @@ class _LeaseKeeper:
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        self.renewed_at: float | None = None  # time.monotonic() of the last renewal (/ready)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="aios-lease", daemon=True)
 
     def start(self) -> None:
+        self.renewed_at = time.monotonic()  # serve() calls this right after source.start()
         self._thread.start()
 
     def stop(self) -> None:
@@ -275,6 +301,7 @@ class _LeaseKeeper:
         while not self._stop.wait(ttl / 3):
             try:
                 source.renew_lease()
+                self.renewed_at = time.monotonic()
                 if time.monotonic() >= next_reap:
                     source.requeue_orphans()
                     next_reap = time.monotonic() + ttl
@@ -284,6 +311,11 @@ class _LeaseKeeper:
 
     def _sample(self) -> None:
         rt = self.runtime
+        sessions = rt.context.sessions
+        if isinstance(sessions, SessionsManager):  # frees idle sessions no call touches
+            expired = sessions.expire()
+            if expired:
+                log.debug("expired %d idle session(s)", len(expired))
         m = rt.runtime_metrics
         m.set_queue_depth(rt.source.depth())
         m.set_in_flight(rt.worker.in_flight + rt.worker.parked)
@@ -301,13 +333,26 @@ class _LeaseKeeper:
         m.set_oldest_age_s(age)
 
 
-def _export_gpus(allocation: dict[str, Any]) -> None:
-    """Expose the allocated GPUs to CUDA before the user's class (and torch) is constructed."""
-    gpus = allocation.get("gpus") or []
-    if gpus:
-        ids = ",".join(_gpu_id(g) for g in gpus)
-        os.environ["CUDA_VISIBLE_DEVICES"] = ids
-        log.info("allocated GPUs %s (CUDA_VISIBLE_DEVICES)", ids)
+def _allocation_of(settings: Settings, data: BlockData) -> dict[str, Any] | None:
+    """The allocation given (AIOS_ALLOCATION_INFO, else the block data's), None if none is."""
+    if settings.allocation_info is not None:
+        return settings.allocation_info
+    given = data.document.get("allocationInfo")
+    return given if isinstance(given, dict) else None
+
+
+def _export_gpus(allocation: dict[str, Any] | None) -> None:
+    """Expose the allocated GPUs to CUDA before the user's class (and torch) is constructed.
+
+    ``"gpus": []`` exports ``CUDA_VISIBLE_DEVICES=""`` (the allocator gave none: hide all);
+    without an allocation, or one that says nothing about ``gpus``, the environment is kept.
+    """
+    gpus = None if allocation is None else allocation.get("gpus")
+    if gpus is None:
+        return
+    ids = ",".join(_gpu_id(g) for g in (gpus if isinstance(gpus, (list, tuple)) else [gpus]))
+    os.environ["CUDA_VISIBLE_DEVICES"] = ids
+    log.info("allocated GPUs: CUDA_VISIBLE_DEVICES=%r", ids)
 
 
 def _gpu_id(gpu: Any) -> str:

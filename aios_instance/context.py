@@ -18,7 +18,10 @@ __all__ = ["Context", "default_allocation_info"]
 
 
 def default_allocation_info() -> dict[str, Any]:
-    """The allocation of a block given no GPUs: ``{"gpus": [], "node_id", "cluster_id"}``."""
+    """The allocation of a block given no GPUs: ``{"gpus": [], "node_id", "cluster_id"}``.
+
+    It also fills the keys a partial ``allocation_info`` leaves out (or sets to null).
+    """
     return {"gpus": [], "node_id": "", "cluster_id": ""}
 
 
@@ -51,7 +54,10 @@ class Context:
         self.block_init_parameters = (
             block_init_parameters if block_init_parameters is not None else {}
         )
-        self.allocation_info = allocation_info or default_allocation_info()
+        # A partial allocation is completed with the defaults for its missing keys.
+        self.allocation_info = default_allocation_info()
+        if allocation_info:
+            self.allocation_info.update({k: v for k, v in allocation_info.items() if v is not None})
         # `is None`, not `or`: an empty SessionsManager (or sidecar set) is falsy but valid.
         if metrics is None:
             metrics = AIOSMetrics(block_id=block_id, instance_id=instance_id)

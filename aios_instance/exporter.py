@@ -1,7 +1,9 @@
 """The Redis snapshot exporter: a thread that LPUSHes the block's metrics to ``NODE_METRICS``.
 
 The snapshot is ``AIOSMetrics.snapshot()`` (the existing JSON shape, with the hardware section
-from :mod:`aios_instance.hardware`). The thread never dies on an exception.
+from :mod:`aios_instance.hardware`). The list is trimmed to the newest ``max_len`` snapshots
+(``NODE_METRICS_MAX_LEN`` by default), so it stays bounded when no one consumes it. The thread
+never dies on an exception.
 """
 
 from __future__ import annotations
@@ -20,9 +22,12 @@ from .hardware import hardware_snapshot
 if TYPE_CHECKING:
     from .metrics import AIOSMetrics
 
-__all__ = ["MetricsExporter"]
+__all__ = ["NODE_METRICS_MAX_LEN", "MetricsExporter"]
 
 log = logging.getLogger(__name__)
+
+NODE_METRICS_MAX_LEN = 1000
+"""How many snapshots the exporter keeps in ``NODE_METRICS`` by default (LTRIM after LPUSH)."""
 
 
 class MetricsExporter:
@@ -40,8 +45,10 @@ class MetricsExporter:
         queue: str = "NODE_METRICS",
         node_id: str = "",
         hardware: Callable[[], Mapping[str, Any]] | None = None,
-        max_len: int | None = None,
+        max_len: int | None = NODE_METRICS_MAX_LEN,
     ) -> None:
+        if max_len is not None and max_len < 1:
+            raise ValueError(f"max_len must be at least 1 (or None: unbounded), got {max_len}")
         self.metrics = metrics
         self.interval_s = interval_s
         self.queue = queue

@@ -94,9 +94,11 @@ class AIOSMetrics:
         block_id: str = "",
         instance_id: str = "",
         registry: CollectorRegistry | None = None,
+        node_id: str = "",
     ) -> None:
         self.block_id = block_id
         self.instance_id = instance_id
+        self.node_id = node_id  # the snapshot's nodeId when snapshot() is given none
         self._registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         self._entries: dict[str, _Entry] = {}
         self._lock = threading.Lock()
@@ -214,11 +216,15 @@ class AIOSMetrics:
     def snapshot(
         self, node_id: str = "", hardware: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
-        """The NODE_METRICS document: identity, a timestamp, flattened samples, hardware."""
+        """The NODE_METRICS document: identity, a timestamp, flattened samples, hardware.
+
+        ``nodeId`` is ``node_id``, else ``self.node_id`` (the runtime sets it from
+        ``AIOS_NODE_ID`` or the allocation's ``node_id``).
+        """
         return {
             "blockId": self.block_id,
             "instanceId": self.instance_id,
-            "nodeId": node_id,
+            "nodeId": node_id or self.node_id,
             "type": "instance",
             "timestamp": time.time(),
             "metrics": flatten(self._registry),
@@ -334,7 +340,9 @@ class MetricsServer:
 # The runtime's own metrics
 # ---------------------------------------------------------------------------------------
 
-PHASES = ("decode", "preprocess", "on_data", "route", "push", "batch")
+#: Observed once per claimed batch (the batch's total time in that phase), never per packet:
+#: ``preprocess`` includes decoding and JSON validation; ``push`` is the pipelined commit.
+PHASES = ("preprocess", "on_data", "route", "push")
 FAILURE_REASONS = (
     "bad_input",
     "user_error",
@@ -446,7 +454,7 @@ class RuntimeMetrics:
 
     # histograms
     def observe_phase(self, phase: str, seconds: float) -> None:
-        """Called with the duration of one pipeline phase (one of PHASES)."""
+        """Called with the time one claimed batch spent in a phase (one of PHASES)."""
         _pick(self._phase, phase, "phase").observe(seconds)
 
     def observe_end_to_end(self, seconds: float) -> None:

@@ -1,19 +1,21 @@
 """`AIOSPacket` and `FileInfo`: the job as a block author sees it, and its wire format.
 
 The wire format is the protobuf message in ``proto/aios_packet.proto``. The Python type is a
-small mutable object instead of the generated message because the contract needs what a
-protobuf string field cannot hold: a Muxer hands ``on_preprocess`` a packet whose ``data`` is
-the dict ``{"inputs": [...]}``. Any non-string ``data`` (or ``metadata``/``output_ptr``) is
-JSON-encoded when the packet is serialized. The protobuf-style methods a block may call
-(``SerializeToString``, ``ParseFromString``, ``FromString``, ``CopyFrom``) work as usual.
+small mutable object instead of the generated message, so that ``data`` may also hold a dict or
+list: any non-string ``data`` (or ``metadata``/``output_ptr``) is JSON-encoded when the packet
+is serialized. A Muxer's merged packet carries a `MuxedData`: the JSON text of
+``{"inputs": [...]}`` (a ``str``, so ``json.loads(packet.data)`` works) that also reads as that
+dict (``"inputs" in data``, ``data["inputs"]``, ``data == {...}``). The protobuf-style methods a
+block may call (``SerializeToString``, ``ParseFromString``, ``FromString``, ``CopyFrom``) work
+as usual.
 """
 
 from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import ItemsView, Iterable, KeysView, Mapping, ValuesView
+from typing import Any, SupportsIndex
 
 from google.protobuf.message import DecodeError, EncodeError
 
@@ -25,6 +27,7 @@ __all__ = [
     "AIOSPacket",
     "FileInfo",
     "FileList",
+    "MuxedData",
     "decode_packet",
     "encode_output",
     "make_packet",
@@ -65,27 +68,152 @@ class FileInfo:
         return f"FileInfo(metadata={self.metadata!r}, file_data=<{len(self.file_data)} bytes>)"
 
 
+def _file_info(item: Any) -> FileInfo:
+    """A FileInfo from a FileInfo, a generated protobuf FileInfo or a (metadata, bytes) tuple."""
+    if isinstance(item, FileInfo):
+        return item
+    if isinstance(item, _pb.FileInfo):
+        return FileInfo(item.metadata, item.file_data)
+    metadata: Any
+    file_data: Any
+    try:
+        metadata, file_data = item  # the (metadata, bytes) tuple form
+    except (TypeError, ValueError):
+        metadata = file_data = None
+    if not isinstance(file_data, (bytes, bytearray, memoryview)):
+        raise TypeError(
+            f"a packet file must be a FileInfo or a (metadata, bytes) tuple, got {item!r:.80}"
+        )
+    return FileInfo(metadata, bytes(file_data))
+
+
 class FileList(list[FileInfo]):
-    """The ``files`` of a packet: a list that also offers protobuf's ``add(...)``."""
+    """The ``files`` of a packet: a list that also offers protobuf's ``add(...)``.
+
+    Whatever goes in (the constructor, ``append``, ``extend``, ``insert``, ``+=``, item and
+    slice assignment) is converted like ``packet.files = ...``: a FileInfo stays as is, a
+    ``(metadata, bytes)`` tuple or a generated protobuf FileInfo becomes a FileInfo.
+    """
+
+    def __init__(self, items: Iterable[Any] = ()) -> None:
+        super().__init__(map(_file_info, items))
 
     def add(self, metadata: str | Mapping[str, Any] = "", file_data: bytes = b"") -> FileInfo:
         """Append a new FileInfo and return it."""
         info = FileInfo(metadata, file_data)
-        self.append(info)
+        super().append(info)
         return info
+
+    def append(self, item: Any) -> None:
+        """Append a file (FileInfo or ``(metadata, bytes)``)."""
+        super().append(_file_info(item))
+
+    def extend(self, items: Iterable[Any]) -> None:
+        """Append every file of ``items``."""
+        super().extend(map(_file_info, items))
+
+    def insert(self, index: SupportsIndex, item: Any) -> None:
+        """Insert a file before ``index``."""
+        super().insert(index, _file_info(item))
+
+    def __iadd__(self, items: Iterable[Any]) -> FileList:  # type: ignore[override,misc]
+        self.extend(items)
+        return self
+
+    def __setitem__(self, index: SupportsIndex | slice, value: Any) -> None:
+        if isinstance(index, slice):
+            super().__setitem__(index, [_file_info(item) for item in value])
+        else:
+            super().__setitem__(index, _file_info(value))
 
 
 def _file_list(files: Iterable[Any]) -> FileList:
-    out = FileList()
-    for item in files:
-        if isinstance(item, FileInfo):
-            out.append(item)
-        elif isinstance(item, _pb.FileInfo):
-            out.append(FileInfo(item.metadata, item.file_data))
-        else:
-            metadata, file_data = item  # the (metadata, bytes) tuple form
-            out.append(FileInfo(metadata, file_data))
-    return out
+    return FileList(files)
+
+
+class MuxedData(str):
+    """A merged packet's ``data``: the JSON text of a dict that also reads as that dict.
+
+    It is a ``str`` — so ``json.loads(packet.data)``, ``isinstance(data, str)`` and
+    serialization see the JSON text — whose mapping operations answer from the dict:
+    ``"inputs" in data``, ``data["inputs"]``, ``data.get``/``keys``/``values``/``items``, and
+    ``data == {"inputs": [...]}``. Indexing with an int or a slice, ``len`` and iteration are
+    those of the text (``json`` needs them). ``isinstance(data, dict)`` is False: one value
+    cannot be both a str that ``json.loads`` accepts and a dict. ``copy()`` gives a shallow
+    dict, ``to_dict()`` an independent deep copy.
+
+    Treat it as read-only, like any str: the text is fixed when it is made, so changing the
+    lists it returns in place does not change the text (nor what goes on the wire). To change
+    a packet's data, assign ``packet.data``.
+    """
+
+    _value: dict[str, Any]
+
+    def __new__(cls, value: Mapping[str, Any]) -> MuxedData:
+        mapping = dict(value)
+        return cls._make(_json.dumps(mapping), mapping)
+
+    @classmethod
+    def _make(cls, text: str, mapping: dict[str, Any]) -> MuxedData:
+        self = str.__new__(cls, text)
+        self._value = mapping
+        return self
+
+    # -- the mapping ----------------------------------------------------------------------
+    def __getitem__(self, key: str | SupportsIndex | slice) -> Any:
+        if isinstance(key, str):
+            return self._value[key]
+        return str.__getitem__(self, key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """``dict.get`` on the mapping."""
+        return self._value.get(key, default)
+
+    def keys(self) -> KeysView[str]:
+        """The mapping's keys."""
+        return self._value.keys()
+
+    def values(self) -> ValuesView[Any]:
+        """The mapping's values."""
+        return self._value.values()
+
+    def items(self) -> ItemsView[str, Any]:
+        """The mapping's items."""
+        return self._value.items()
+
+    def copy(self) -> dict[str, Any]:
+        """A shallow copy of the mapping, as a real dict."""
+        return dict(self._value)
+
+    def to_dict(self) -> dict[str, Any]:
+        """An independent (deep) copy of the mapping, as a real dict."""
+        return copy.deepcopy(self._value)
+
+    # -- equality, copies, pickling ---------------------------------------------------------
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Mapping):
+            return self._value == other
+        return str.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    __hash__ = str.__hash__
+
+    def __copy__(self) -> MuxedData:
+        return self  # immutable, like any str
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> MuxedData:
+        return MuxedData._make(str(self), copy.deepcopy(self._value, memo))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (MuxedData, (self._value,))
+
+    def __repr__(self) -> str:
+        return f"MuxedData({self._value!r})"
 
 
 class AIOSPacket:
@@ -176,7 +304,8 @@ class AIOSPacket:
 
     # -- conveniences ----------------------------------------------------------------------
     def json(self) -> Any:
-        """``data`` parsed from JSON (returned as is when it is already a dict or list)."""
+        """``data`` parsed from JSON (returned as is when it is already a dict or list; a
+        `MuxedData` gives a copy of its dict)."""
         return packet_json(self)
 
     def __copy__(self) -> AIOSPacket:
@@ -261,6 +390,8 @@ def packet_json(packet: AIOSPacket) -> Any:
     data = packet.data
     if not isinstance(data, (str, bytes)):
         return data
+    if type(data) is MuxedData:
+        return data.to_dict()  # orjson reads only exact str/bytes; the dict is already here
     try:
         return _json.loads(data)
     except ValueError as exc:

@@ -5,6 +5,8 @@ BRPOPs them (oldest first) on its own thread and connection, and applies each on
 ``POST /setParameters``: ``on_update`` decides, and ``context.block_init_parameters`` changes
 only when it accepts. An item that is not a JSON object is logged and dead-lettered to
 ``{BLOCK_ID}_dead`` (outcome ``bad_input``, stage ``parameters``); a refused update is logged.
+An update that ``on_update`` accepts with a value that is not JSON (`UpdateResultError`:
+the parameters stay unchanged) is logged and dead-lettered too (outcome ``user_error``).
 The listener never dies: a Redis outage is logged and retried with backoff.
 
 Delivery is at most once: an update popped by an instance that crashes before applying it is
@@ -26,11 +28,19 @@ from .transport.redis import connect
 if TYPE_CHECKING:
     from .block import Runtime
 
-__all__ = ["ParameterListener"]
+__all__ = ["ParameterListener", "UpdateResultError"]
 
 log = logging.getLogger(__name__)
 
 _REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
+
+
+class UpdateResultError(ValueError):
+    """``on_update`` accepted an update but returned a value that cannot be sent as JSON.
+
+    Raised by ``Runtime.apply_parameters`` before anything is merged: the parameters are
+    unchanged. ``POST /setParameters`` answers 500; the listener dead-letters the update.
+    """
 
 
 class ParameterListener:
@@ -100,11 +110,15 @@ class ParameterListener:
                 raw, f"parameter update must be a JSON object, got {type(update).__name__}"
             )
             return False
-        return self._apply(update)
+        return self._apply(raw, update)
 
-    def _apply(self, update: dict[str, Any]) -> bool:
+    def _apply(self, raw: bytes, update: dict[str, Any]) -> bool:
         try:
             ok, value = self.runtime.apply_parameters(update)
+        except UpdateResultError as exc:
+            self.refused += 1
+            self._reject(raw, str(exc), outcome="user_error")
+            return False
         except Exception:
             log.exception("%s: applying an update failed", self.queue)
             self.refused += 1
@@ -117,14 +131,16 @@ class ParameterListener:
             log.warning("parameter update from %s refused by on_update: %s", self.queue, value)
         return bool(ok)
 
-    def _reject(self, raw: bytes, reason: str) -> None:
-        self.rejected += 1
+    def _reject(self, raw: bytes, reason: str, outcome: str = "bad_input") -> None:
+        """Log and dead-letter an update (``bad_input``: the item itself is unusable)."""
+        if outcome == "bad_input":
+            self.rejected += 1
         s = self.runtime.settings
         log.warning(
             "%s: %s; dead-lettered to %s", self.queue, reason, keys.dead_letters(s.block_id)
         )
         record = dead_letter_record(
-            outcome="bad_input", stage="parameters", reason=reason, packets=[raw],
+            outcome=outcome, stage="parameters", reason=reason, packets=[raw],
             block_id=s.block_id, instance_id=s.instance_id,
         )  # fmt: skip
         try:

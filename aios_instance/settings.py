@@ -241,6 +241,13 @@ VARIABLES: tuple[Variable, ...] = (
         None,
         "Bearer token required on mutating control endpoints.",
     ),
+    Variable(
+        "AIOS_SESSION_TTL_S",
+        "session_ttl_s",
+        _int(0, 1 << 31),
+        0,
+        "Whole seconds after which an idle `context.sessions` session is dropped (0: never).",
+    ),
     Variable("AIOS_LOG_LEVEL", "log_level", _log_level, "INFO", "Log level used by the CLI."),
     Variable(
         "AIOS_REDIS_SERVER",
@@ -283,6 +290,7 @@ class Settings:
     metrics_interval_s: float = 10.0
     control_bind: str = "0.0.0.0"
     control_token: str | None = None
+    session_ttl_s: float = 0.0
     log_level: str = "INFO"
     redis_server_binary: str | None = None
     configured: frozenset[str] = frozenset()  # variables that were set (env or override)

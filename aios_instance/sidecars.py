@@ -11,10 +11,15 @@ An internal sidecar is reached at ``<name>-<block_id>-svc.sidecars.svc.cluster.l
 ``redis://host:port/db`` URL. A push serializes the message with ``SerializeToString()`` and
 RPUSHes it onto ``INPUTS``. Each sidecar gets one pooled client, created on first use with
 short timeouts. A push that fails to connect resets that client and is retried once; if the
-retry fails too, the push is logged, counted in ``failures[name]`` and returns ``False``.
-Pushes never raise for transport problems, and an unknown name is logged and returns
-``False`` as well. A retried push can land twice if the first attempt timed out after Redis
-had applied it (delivery is at-least-once).
+retry fails too, the push is counted in ``failures[name]`` and returns ``False``, and the
+sidecar is *backed off*: pushes to it fail at once (counted as failures, and in ``skipped``)
+for ``retry_after_s``, then one push probes it with a single attempt; each failed probe
+doubles the interval up to ``max_retry_after_s``, a successful push ends the outage. So a
+hung sidecar costs the block one timeout per interval, not two per push. The outage is
+logged once when it starts (ERROR) and once when it ends (INFO). Pushes never raise for
+transport problems, and an unknown name is logged and returns ``False`` as well. A retried
+push can land twice if the first attempt timed out after Redis had applied it (delivery is
+at-least-once).
 
 `SidecarConsumer` is the sidecar's side: it pops packets from ``INPUTS``, decodes them as
 `AIOSPacket` and hands each to a function. A malformed packet or a failing handler is logged
@@ -26,7 +31,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -105,6 +112,14 @@ def sidecar_url(name: str, block_id: str, settings: Any, port: int = 6379) -> st
     return external_url(target, port)
 
 
+@dataclass
+class _Outage:
+    """A failing sidecar: skipped until ``until`` (monotonic), then probed once."""
+
+    until: float
+    interval_s: float
+
+
 class BlockSideCars:
     """Pushes protobuf messages to the ``INPUTS`` list of each configured sidecar."""
 
@@ -115,13 +130,18 @@ class BlockSideCars:
         *,
         port: int = 6379,
         timeout_s: float = 2.0,
+        retry_after_s: float = 1.0,
+        max_retry_after_s: float = 30.0,
         on_failure: Callable[[str], None] | None = None,
     ) -> None:
         if config is not None and not isinstance(config, Mapping):
             raise ConfigError(f"sidecar config must map names to settings, got {config!r}")
         self.block_id = block_id
         self.timeout_s = timeout_s
+        self.retry_after_s = retry_after_s
+        self.max_retry_after_s = max(max_retry_after_s, retry_after_s)
         self.on_failure = on_failure
+        self._outages: dict[str, _Outage] = {}
         self._urls = {
             str(name): sidecar_url(str(name), block_id, settings, port)
             for name, settings in (config or {}).items()
@@ -131,6 +151,7 @@ class BlockSideCars:
         self.pushed: dict[str, int] = dict.fromkeys(self._urls, 0)
         self.retries: dict[str, int] = dict.fromkeys(self._urls, 0)
         self.failures: dict[str, int] = dict.fromkeys(self._urls, 0)
+        self.skipped: dict[str, int] = dict.fromkeys(self._urls, 0)  # failed fast, backed off
 
     @property
     def names(self) -> list[str]:
@@ -168,15 +189,21 @@ class BlockSideCars:
 
     # -- internals -------------------------------------------------------------------------
     def _push(self, name: str, payload: bytes) -> bool:
+        attempts = self._attempts(name)
+        if not attempts:
+            self._count(self.skipped, name)
+            self._count(self.failures, name)
+            self._notify(name)
+            return False
         error: Exception | None = None
-        for attempt in range(2):
+        for attempt in range(attempts):
             client = self._client(name)
             try:
                 client.rpush(SIDECAR_INPUTS, payload)
             except _RETRYABLE as exc:
                 error = exc
                 self._reset(name, client)
-                if attempt == 0:
+                if attempt + 1 < attempts:
                     self._count(self.retries, name)
                     log.debug("sidecar %r: push failed (%s); reconnecting once", name, exc)
                 continue
@@ -184,12 +211,50 @@ class BlockSideCars:
                 error = exc
                 break
             self._count(self.pushed, name)
+            if name in self._outages:
+                self._recovered(name)
             return True
-        where = redis_location(self._urls[name])
-        log.error("sidecar %r (%s): push failed: %s", name, where, error)
-        self._count(self.failures, name)
-        self._notify(name)
+        self._failed(name, error)
         return False
+
+    def _attempts(self, name: str) -> int:
+        """2 for a healthy sidecar (one retry), 1 to probe a failing one, 0 to skip it."""
+        with self._lock:
+            outage = self._outages.get(name)
+            if outage is None:
+                return 2
+            now = time.monotonic()
+            if now < outage.until:
+                return 0
+            outage.until = now + outage.interval_s  # this push probes; the others skip
+            return 1
+
+    def _failed(self, name: str, error: Exception | None) -> None:
+        with self._lock:
+            outage = self._outages.get(name)
+            if outage is None:
+                interval = self.retry_after_s
+            else:
+                interval = min(outage.interval_s * 2, self.max_retry_after_s)
+            self._outages[name] = _Outage(time.monotonic() + interval, interval)
+            self.failures[name] = self.failures.get(name, 0) + 1
+        where = redis_location(self._urls[name])
+        if outage is None:
+            log.error(
+                "sidecar %r (%s): push failed: %s; pushes to it fail at once for %.3gs, then "
+                "it is retried with backoff (up to %.3gs)",
+                name, where, error, interval, self.max_retry_after_s,
+            )  # fmt: skip
+        else:
+            log.debug("sidecar %r (%s): still failing (%s); next try in %.3gs",
+                      name, where, error, interval)  # fmt: skip
+        self._notify(name)
+
+    def _recovered(self, name: str) -> None:
+        with self._lock:
+            outage = self._outages.pop(name, None)
+        if outage is not None:
+            log.info("sidecar %r (%s): reachable again", name, redis_location(self._urls[name]))
 
     def _client(self, name: str) -> Redis:
         with self._lock:

@@ -4,9 +4,13 @@ The API is the one in the SDK spec (``process_packet`` / ``add_to_batch``), with
 long-running runtime needs on top of it:
 
 - ``Muxer`` groups packets by ``(session_id, seq_no)`` and merges a full group into one packet
-  whose ``data`` is the dict ``{"inputs": [...]}``. Incomplete groups expire after ``ttl_s``
-  and at most ``max_groups`` are held; expired and evicted groups are handed back by
-  ``expire()`` so the runtime can report them (never kept forever, never dropped silently).
+  whose ``data`` is ``{"inputs": [...]}`` as a `MuxedData` (the JSON text, readable as the
+  dict). ``_merge_packets(packets)`` is the overridable merge step; ``store``/``counts`` are
+  read-only views of the open groups; ``is_buffered(packet)`` tells a packet the muxer holds
+  from one it filtered out. Incomplete groups expire after ``ttl_s`` and at most
+  ``max_groups`` are held; expired and evicted groups are handed back by ``expire()`` (evicted
+  ones also by ``take_evicted()``) so the runtime can report them (never kept forever, never
+  dropped silently).
 - ``TimeBasedBatcher`` flushes on count or age; ``next_deadline()``/``poll()`` let the runtime
   flush a due batch when no new packet arrives.
 - Every class is thread-safe behind one lock, held only for the bookkeeping.
@@ -17,18 +21,19 @@ Clocks are injectable (``clock=``) and must not go backwards; the default is
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
-from .packet import AIOSPacket, FileList, packet_json
+from .packet import AIOSPacket, FileList, MuxedData, packet_json
 
-__all__ = ["Batcher", "ExpiredGroup", "GroupKey", "Muxer", "TimeBasedBatcher"]
+__all__ = ["Batcher", "ExpiredGroup", "GroupKey", "MuxedData", "Muxer", "TimeBasedBatcher"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +42,7 @@ GroupKey = tuple[str, int]
 
 Clock = Callable[[], float]
 Reason = Literal["expired", "evicted", "drained"]
+_V = TypeVar("_V")
 
 
 def _check_count(name: str, value: int) -> None:
@@ -93,9 +99,37 @@ def _parse(packet: AIOSPacket) -> Any:
 
 def _merge(packets: list[AIOSPacket], inputs: list[Any]) -> AIOSPacket:
     merged = copy.deepcopy(packets[0])
-    merged.data = {"inputs": inputs}
+    merged.data = MuxedData({"inputs": inputs})
     merged.files = FileList(f for p in packets for f in p.files)
     return merged
+
+
+class _GroupsView(Mapping[GroupKey, _V], Generic[_V]):
+    """A live, read-only view of a Muxer's open groups (each read takes the muxer's lock)."""
+
+    __slots__ = ("_muxer", "_value")
+
+    def __init__(self, muxer: Muxer, value: Callable[[_Group], _V]) -> None:
+        self._muxer = muxer
+        self._value = value
+
+    def __getitem__(self, key: GroupKey) -> _V:
+        with self._muxer._lock:
+            return self._value(self._muxer._groups[key])
+
+    def __iter__(self) -> Iterator[GroupKey]:
+        with self._muxer._lock:
+            keys = list(self._muxer._groups)
+        return iter(keys)
+
+    def __len__(self) -> int:
+        with self._muxer._lock:
+            return len(self._muxer._groups)
+
+    def __repr__(self) -> str:
+        with self._muxer._lock:
+            items = {k: self._value(g) for k, g in self._muxer._groups.items()}
+        return f"<read-only view {items!r}>"
 
 
 class Muxer:
@@ -120,6 +154,9 @@ class Muxer:
         # always first: expiry and eviction look only at the front.
         self._groups: dict[GroupKey, _Group] = {}
         self._evicted: list[tuple[float, ExpiredGroup]] = []
+        # A subclass's _merge_packets is called; ours is bypassed for the merge that reuses
+        # the values parsed on arrival.
+        self._custom_merge = type(self)._merge_packets is not Muxer._merge_packets
 
     def process_packet(self, packet: AIOSPacket) -> AIOSPacket | None:
         """Buffer a packet; return the merged packet when its group is complete, else None."""
@@ -136,7 +173,59 @@ class Muxer:
             if len(group.packets) < self.N:
                 return None
             del self._groups[key]
-        return _merge(group.packets, group.inputs)
+        if not self._custom_merge:
+            return _merge(group.packets, group.inputs)
+        merged = self._merge_packets(list(group.packets))
+        if isinstance(merged, AIOSPacket) and type(merged.data) is dict:
+            # The spec's reference merge assigns a plain dict: give it the text form too, so
+            # json.loads(packet.data) works downstream as it does on our own merge.
+            with contextlib.suppress(TypeError, ValueError):  # not JSON: left a plain dict
+                merged.data = MuxedData(merged.data)
+        return merged
+
+    def _merge_packets(self, packets: Sequence[AIOSPacket]) -> AIOSPacket | None:
+        """Merge one complete group (N packets, in arrival order) into the packet returned.
+
+        Override it to merge differently; ``process_packet`` calls it once per complete group,
+        outside the lock. The default: a deep copy of the first packet whose ``data`` is
+        ``{"inputs": [each packet's data, parsed]}`` and whose files are all the group's files.
+        A plain dict in the returned ``data`` becomes a `MuxedData` (when JSON can hold it).
+        """
+        group = list(packets)
+        return _merge(group, [_parse(p) for p in group])
+
+    @property
+    def store(self) -> Mapping[GroupKey, list[AIOSPacket]]:
+        """Read-only live view: open group key → its packets so far (a copy per read)."""
+        return _GroupsView(self, lambda group: list(group.packets))
+
+    @property
+    def counts(self) -> Mapping[GroupKey, int]:
+        """Read-only live view: open group key → number of packets received so far."""
+        return _GroupsView(self, lambda group: len(group.packets))
+
+    def is_buffered(self, packet: AIOSPacket) -> bool:
+        """Whether this very packet object waits in an open group.
+
+        After ``process_packet`` returned None it tells a buffered packet (True) from one the
+        muxer dropped (False: a subclass that filters packets out). A subclass that buffers
+        packets somewhere else must override it.
+        """
+        key = (packet.session_id, packet.seq_no)
+        with self._lock:
+            group = self._groups.get(key)
+            return group is not None and any(p is packet for p in group.packets)
+
+    def take_evicted(self) -> list[ExpiredGroup]:
+        """Remove and return the groups evicted (``max_groups``) since the last call or
+        ``expire()``; the runtime collects them right away, before another group can reuse
+        their key."""
+        with self._lock:
+            if not self._evicted:
+                return []
+            out = [group for _, group in self._evicted]
+            self._evicted.clear()
+        return out
 
     def _open(self, key: GroupKey) -> _Group:
         now = self._clock()

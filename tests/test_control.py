@@ -22,12 +22,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from aios_instance import Block, OnDataResult, PreProcessResult, keys
 from aios_instance import control as control_module
 from aios_instance.block import Runtime
+from aios_instance.blockdata import BlockData
 from aios_instance.control import MAX_BODY_BYTES, ControlServer, build_app
 from aios_instance.embedded import EmbeddedRedis, free_port
 from aios_instance.errors import ConfigError
 from aios_instance.packet import make_packet
 from aios_instance.settings import Settings
-from aios_instance.transport.redis import connect
 
 
 def wait_for(predicate: Callable[[], Any], timeout_s: float = 10.0, what: str = "") -> Any:
@@ -42,29 +42,42 @@ def wait_for(predicate: Callable[[], Any], timeout_s: float = 10.0, what: str = 
         time.sleep(0.01)
 
 
+def control_settings(server: EmbeddedRedis, **overrides: Any) -> Settings:
+    """Settings for a runtime on ``server`` with its control API on a free loopback port."""
+    block_id = overrides.pop("block_id", f"ctl-{uuid.uuid4().hex[:8]}")
+    values: dict[str, Any] = {
+        "block_id": block_id, "redis_url_override": server.url, "mgmt_port": free_port(),
+        "metrics_port": 0, "control_bind": "127.0.0.1", "lease_ttl_s": 5.0,
+        "idle_wait_s": 0.2, "default_output": f"{block_id}_out",
+    }  # fmt: skip
+    return Settings(**{**values, **overrides})
+
+
+def is_ready(base: str) -> bool:
+    try:
+        return httpx.get(base + "/ready", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
 @contextmanager
 def running(
-    block_class: type[Any], server: EmbeddedRedis, **overrides: Any
+    block_class: type[Any],
+    server: EmbeddedRedis,
+    block_data: BlockData | None = None,
+    **overrides: Any,
 ) -> Iterator[tuple[Runtime, str]]:
-    """A runtime serving ``block_class`` in-process, with its control API on a free port."""
-    block_id = overrides.pop("block_id", f"ctl-{uuid.uuid4().hex[:8]}")
-    s = Settings(
-        block_id=block_id, redis_url_override=server.url, mgmt_port=free_port(), metrics_port=0,
-        control_bind="127.0.0.1", lease_ttl_s=5.0, idle_wait_s=0.2,
-        default_output=f"{block_id}_out", **overrides,
-    )  # fmt: skip
-    runtime = Block(block_class, s).start()
+    """A runtime serving ``block_class`` in-process; yielded once /ready says 200."""
+    s = control_settings(server, **overrides)
+    runtime = Block(block_class, s, block_data=block_data).start()
     base = f"http://127.0.0.1:{s.mgmt_port}"
 
     def up() -> bool:
         assert runtime.thread is not None and runtime.thread.is_alive(), "runtime died"
-        try:
-            return httpx.get(base + "/live", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
+        return is_ready(base)
 
     try:
-        wait_for(up, what="the control API")
+        wait_for(up, what="the control API to be ready")
         yield runtime, base
     finally:
         runtime.stop()
@@ -80,6 +93,9 @@ class ControlBlock:
         self.health_mode = "ok"
         self.health_calls = 0
         self.release = threading.Event()
+        self.mgmt_release = threading.Event()
+        self.mgmt_waiting = 0
+        self.lock = threading.Lock()
         m = context.metrics
         m.register_counter("jobs_total", "Jobs handled, by kind", ["kind"])
         m.register_gauge("last_value", "Last value seen, by kind", ["kind"])
@@ -99,6 +115,10 @@ class ControlBlock:
     def on_update(self, updated: dict[str, Any]) -> tuple[bool, Any]:
         if updated.get("explode"):
             raise RuntimeError("on_update exploded")
+        if updated.get("opaque") == "dict":
+            return True, {"model": object()}  # accepted, but no JSON can carry it back
+        if updated.get("opaque") == "bare":
+            return True, object()
         if "threshold" in updated:
             t = updated["threshold"]
             if isinstance(t, bool) or not isinstance(t, (int, float)):
@@ -123,6 +143,13 @@ class ControlBlock:
             raise ValueError("cannot do that")
         if action == "get_threshold":
             return {"threshold": self.threshold}
+        if action == "wait":  # a slow callback: blocks until the test releases it
+            with self.lock:
+                self.mgmt_waiting += 1
+            released = self.mgmt_release.wait(30)
+            with self.lock:
+                self.mgmt_waiting -= 1
+            return {"released": released}
         return {"message": f"Unknown action: {action}"}
 
 
@@ -146,6 +173,7 @@ def block(served: tuple[Runtime, str]) -> Iterator[ControlBlock]:
     yield b
     b.health_mode = "ok"
     b.release.set()
+    b.mgmt_release.set()
 
 
 def test_health_live_ready(client: httpx.Client, block: ControlBlock) -> None:
@@ -183,16 +211,26 @@ def test_ready_is_503_while_draining(client: httpx.Client, served: tuple[Runtime
         runtime.draining = False
 
 
-def test_ready_is_503_when_redis_is_unreachable(served: tuple[Runtime, str]) -> None:
-    dead = connect(f"redis://127.0.0.1:{free_port()}/0", socket_timeout_s=1)
-    server = ControlServer(build_app(served[0], dead), "127.0.0.1", 0).start()
-    try:
-        assert server.port > 0
-        r = httpx.get(f"http://127.0.0.1:{server.port}/ready", timeout=10)
-        assert r.status_code == 503 and "Redis unreachable" in r.json()["message"]
-    finally:
-        server.close()
-        dead.close()
+def test_ready_follows_the_lease_when_redis_goes_away_and_comes_back(
+    redis_factory: Callable[[], EmbeddedRedis],
+) -> None:
+    server = redis_factory()
+    with running(ControlBlock, server, lease_ttl_s=1.0) as (_, base):
+        server.stop()
+        stopped = time.monotonic()
+
+        def unready() -> Any:
+            r = httpx.get(base + "/ready", timeout=2)
+            return r if r.status_code == 503 else None
+
+        r = wait_for(unready, what="/ready to notice the lapsed lease")
+        # the lease was last renewed at most TTL/3 before the stop; it lapses TTL after that
+        assert time.monotonic() - stopped < 2.5
+        assert r.json()["success"] is False
+        assert r.json()["message"].startswith("Redis unreachable: the lease was last renewed")
+        assert httpx.get(base + "/live", timeout=2).status_code == 200
+        server.start()
+        wait_for(lambda: is_ready(base), what="/ready after Redis came back")
 
 
 def test_port_in_use_is_a_config_error(served: tuple[Runtime, str]) -> None:
@@ -243,6 +281,195 @@ def test_mgmt(client: httpx.Client) -> None:
         "success": False,
         "message": "management raised ValueError('cannot do that')",
     }
+
+
+@pytest.mark.parametrize("opaque", ["dict", "bare"])
+def test_an_accepted_update_with_a_non_json_value_changes_nothing(
+    client: httpx.Client, served: tuple[Runtime, str], opaque: str
+) -> None:
+    assert client.post("/setParameters", json={"threshold": 0.25}).status_code == 200
+    before = dict(served[0].context.block_init_parameters)
+    r = client.post("/setParameters", json={"opaque": opaque, "threshold": 0.75})
+    assert r.status_code == 500 and r.json()["success"] is False
+    assert r.json()["message"].startswith("on_update returned a value that is not JSON")
+    assert served[0].context.block_init_parameters == before  # nothing merged
+
+
+def samples_of(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+class MgmtGate:
+    """N concurrent ``/mgmt wait`` calls from threads; collects (status, body) of each."""
+
+    def __init__(self, base: str, n: int) -> None:
+        self.results: list[tuple[int, Any]] = []
+        self._lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._call, args=(base,)) for _ in range(n)]
+        for t in self.threads:
+            t.start()
+
+    def _call(self, base: str) -> None:
+        r = httpx.post(base + "/mgmt", json={"mgmt_action": "wait"}, timeout=30)
+        with self._lock:
+            self.results.append((r.status_code, r.json()))
+
+    def done(self) -> int:
+        with self._lock:
+            return len(self.results)
+
+    def join(self) -> None:
+        for t in self.threads:
+            t.join(30)
+
+
+def test_probes_stay_fast_while_slow_callbacks_pile_up(
+    client: httpx.Client, served: tuple[Runtime, str], block: ControlBlock
+) -> None:
+    threads = control_module.CALLBACK_THREADS
+    admitted = threads + control_module.CALLBACK_BACKLOG
+    n = 60
+    block.mgmt_release.clear()
+    gate = MgmtGate(served[1], n)
+    worst: dict[str, float] = {}
+    try:
+        wait_for(lambda: block.mgmt_waiting == threads, what="every callback thread to be busy")
+        wait_for(lambda: gate.done() == n - admitted, what="the overflow to be turned away")
+        assert all(status == 503 for status, _ in gate.results)
+        assert gate.results[0][1]["message"].startswith(f"busy: {admitted} parameter/management")
+        for path in ("/live", "/ready", "/health", "/metrics"):
+            for _ in range(5):
+                t0 = time.perf_counter()
+                r = client.get(path)
+                worst[path] = max(worst.get(path, 0.0), time.perf_counter() - t0)
+                assert r.status_code == 200, (path, r.text)
+        r = client.post("/setParameters", json={"threshold": 0.5})  # shares the full pool
+        assert r.status_code == 503 and r.headers["retry-after"] == "1"
+        assert block.mgmt_waiting == threads  # still all in flight while we probed
+    finally:
+        block.mgmt_release.set()
+        gate.join()
+    print(f"\nworst probe latency with {n} slow /mgmt calls in flight: "
+          + ", ".join(f"{p} {t * 1e3:.1f} ms" for p, t in worst.items()))  # fmt: skip
+    assert max(worst.values()) < 0.5, worst
+    statuses = sorted(status for status, _ in gate.results)
+    assert statuses == [200] * admitted + [503] * (n - admitted)
+    released = {"success": True, "data": {"released": True}}
+    assert all(body == released for status, body in gate.results if status == 200)
+
+
+class SlowStart:
+    """A block whose constructor waits for the test (a model that takes a while to load)."""
+
+    entered = threading.Event()
+    proceed = threading.Event()
+
+    def __init__(self, context: Any) -> None:
+        SlowStart.entered.set()
+        if not SlowStart.proceed.wait(30):
+            raise RuntimeError("the test never let the constructor finish")
+
+    def on_preprocess(self, packet: Any) -> Any:
+        return True, [PreProcessResult(packet=packet, extra_data={})]
+
+    def on_data(self, entry: Any) -> Any:
+        return True, OnDataResult(output={})
+
+    def health(self) -> Any:
+        return {"status": "loaded"}
+
+
+def test_probes_answer_while_the_block_is_constructed(redis_server: EmbeddedRedis) -> None:
+    SlowStart.entered.clear()
+    SlowStart.proceed.clear()
+    s = control_settings(redis_server)
+    base = f"http://127.0.0.1:{s.mgmt_port}"
+    built: list[Runtime] = []
+    builder = threading.Thread(target=lambda: built.append(Block(SlowStart, s).start()))
+    builder.start()
+    starting = {"success": False, "message": "starting: the block is being constructed"}
+    try:
+        assert SlowStart.entered.wait(10), "the constructor never ran"
+        with httpx.Client(base_url=base, timeout=5) as c:
+            r = c.get("/live")
+            assert (r.status_code, r.json()) == (200, {"success": True})
+            for r in (
+                c.get("/ready"),
+                c.get("/health"),
+                c.post("/mgmt", json={"mgmt_action": "x"}),
+                c.post("/setParameters", json={"a": 1}),
+            ):
+                assert (r.status_code, r.json()) == (503, starting), r.request.url
+            assert c.get("/metrics").status_code == 200
+    finally:
+        SlowStart.proceed.set()
+        builder.join(10)
+    assert len(built) == 1, "Block.start() failed"
+    runtime = built[0]
+    try:
+        wait_for(lambda: is_ready(base), what="/ready once constructed")
+        r = httpx.get(base + "/health", timeout=5)
+        assert r.json() == {"success": True, "data": {"status": "loaded"}}
+    finally:
+        runtime.stop()
+        assert runtime.wait(10)
+
+
+class BrokenStart:
+    def __init__(self, context: Any) -> None:
+        raise RuntimeError("model file missing")
+
+
+def test_a_failing_constructor_closes_the_control_api(redis_server: EmbeddedRedis) -> None:
+    s = control_settings(redis_server)
+    with pytest.raises(RuntimeError, match="model file missing"):
+        Block(BrokenStart, s).start()
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{s.mgmt_port}/live", timeout=2)
+
+
+class PushingBlock:
+    """Pushes every job to the sidecar ``audit`` and emits an event."""
+
+    def __init__(self, context: Any) -> None:
+        self.context = context
+
+    def on_preprocess(self, packet: Any) -> Any:
+        return True, [PreProcessResult(packet=packet, extra_data={})]
+
+    def on_data(self, entry: Any) -> Any:
+        self.context.side_cars.push_to_sidecar("audit", entry.packet)
+        self.context.events.push_event("job_seen", {"session": entry.packet.session_id})
+        return True, OnDataResult(output={"ok": True})
+
+
+def test_sidecar_and_event_push_failures_are_counted_in_metrics(
+    redis_server: EmbeddedRedis,
+) -> None:
+    nobody = free_port()  # nothing listens here: every push fails
+    data = BlockData(
+        {"sidecars": {"audit": {"external": True, "external_redis_url": f"127.0.0.1:{nobody}"}}}
+    )
+    with running(
+        PushingBlock, redis_server, data, events_redis_url=f"redis://127.0.0.1:{nobody}/0"
+    ) as (runtime, base):
+        r = redis.Redis.from_url(redis_server.url, protocol=2)
+        try:
+            for i in range(3):
+                packet = make_packet({"i": i}, session_id=f"s{i}")
+                r.lpush(keys.inputs(runtime.settings.block_id), packet.SerializeToString())
+            out = runtime.settings.default_output
+            wait_for(lambda: r.llen(out) >= 3, what="the outputs")
+        finally:
+            r.close()
+        samples = samples_of(httpx.get(base + "/metrics", timeout=5).text)
+    assert samples[("aios_sidecar_push_failed_total", (("sidecar", "audit"),))] == 3
+    assert samples[("aios_event_push_failed_total", ())] == 3
+    assert runtime.context.side_cars.failures == {"audit": 3}
 
 
 @pytest.mark.parametrize(
@@ -337,11 +564,7 @@ def test_user_metrics_with_labels(
         r.close()
     resp = client.get("/metrics")
     assert resp.headers["content-type"] == control_module.CONTENT_TYPE_LATEST
-    samples = {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(resp.text)
-        for s in family.samples
-    }
+    samples = samples_of(resp.text)
     assert samples[("jobs_total", (("kind", "a"),))] == 3
     assert samples[("jobs_total", (("kind", "b"),))] == 2
     assert samples[("last_value", (("kind", "a"),))] == 0.4
@@ -374,6 +597,7 @@ def test_slow_health_is_503_and_other_probes_stay_fast(
     for _ in range(5):  # while health() hangs, liveness and the rest answer at once
         t0 = time.monotonic()
         assert client.get("/live").status_code == 200
+        assert client.get("/ready").status_code == 200
         assert client.post("/mgmt", json={"mgmt_action": "get_threshold"}).status_code == 200
         assert time.monotonic() - t0 < 0.5
     for t in threads:

@@ -13,8 +13,9 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from aios_instance import _json
+from aios_instance import Block, _json
 from aios_instance.embedded import EmbeddedRedis, free_port
+from aios_instance.exporter import NODE_METRICS_MAX_LEN
 from aios_instance.metrics import (
     FAILURE_REASONS,
     PHASES,
@@ -25,6 +26,7 @@ from aios_instance.metrics import (
     flatten,
     sample_key,
 )
+from aios_instance.settings import Settings
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -313,7 +315,8 @@ def test_runtime_histograms_and_gauges(metrics: AIOSMetrics) -> None:
     s = metrics.sample
     assert s("aios_phase_seconds_count", {"phase": "on_data"}) == 1.0
     assert s("aios_phase_seconds_bucket", {"phase": "on_data", "le": "0.0025"}) == 1.0
-    assert s("aios_phase_seconds_count", {"phase": "decode"}) == 0.0
+    assert s("aios_phase_seconds_count", {"phase": "preprocess"}) == 0.0  # pre-bound
+    assert s("aios_phase_seconds_count", {"phase": "decode"}) is None  # never observed: gone
     assert s("aios_end_to_end_seconds_count") == 2.0
     assert s("aios_end_to_end_seconds_bucket", {"le": "0.001"}) == 1.0
     assert s("aios_batch_size_bucket", {"le": "2.0"}) == 0.0
@@ -325,7 +328,8 @@ def test_runtime_histograms_and_gauges(metrics: AIOSMetrics) -> None:
 
 def test_runtime_metrics_reject_unknown_label_values(metrics: AIOSMetrics) -> None:
     rt = RuntimeMetrics(metrics)
-    assert "expired" in FAILURE_REASONS and "push" in PHASES
+    assert "expired" in FAILURE_REASONS
+    assert PHASES == ("preprocess", "on_data", "route", "push")
     with pytest.raises(ValueError, match="unknown reason 'oops'"):
         rt.packets_failed("oops")
     with pytest.raises(ValueError, match="unknown phase 'think'"):
@@ -403,6 +407,73 @@ def test_push_once_with_max_len_and_default_hardware(
     assert redis_client.llen("M") == 2
     snap = _json.loads(redis_client.lindex("M", 0) or b"")
     assert "cpu_count" in snap["hardware"] and snap["hardware"]["gpus"] == []
+
+
+def test_the_list_is_bounded_by_default(
+    metrics: AIOSMetrics, redis_server: EmbeddedRedis, redis_client: redis.Redis
+) -> None:
+    redis_client.rpush("NODE_METRICS", *[b"old"] * NODE_METRICS_MAX_LEN)
+    exporter = MetricsExporter(metrics, quick_client(redis_server.url), hardware=dict)
+    try:
+        assert exporter.max_len == NODE_METRICS_MAX_LEN == 1000
+        assert exporter.push_once() and exporter.push_once()
+    finally:
+        exporter.stop()
+    assert redis_client.llen("NODE_METRICS") == NODE_METRICS_MAX_LEN
+    newest = redis_client.lrange("NODE_METRICS", 0, 1)
+    assert all(_json.loads(item)["type"] == "instance" for item in newest)
+    assert redis_client.lindex("NODE_METRICS", -1) == b"old"  # the oldest were trimmed
+    with pytest.raises(ValueError, match="max_len"):
+        MetricsExporter(metrics, quick_client(redis_server.url), max_len=0)
+
+
+def test_snapshot_node_id_falls_back_to_the_metrics_node_id() -> None:
+    m = AIOSMetrics(block_id="b", node_id="node-7")
+    assert m.snapshot()["nodeId"] == "node-7"
+    assert m.snapshot(node_id="explicit")["nodeId"] == "explicit"
+
+
+class _Idle:
+    def __init__(self, context: object) -> None:
+        self.context = context
+
+    def on_preprocess(self, packet: object) -> object:
+        return False, "unused"
+
+    def on_data(self, entry: object) -> object:
+        return False, "unused"
+
+
+@pytest.mark.parametrize(
+    ("node_id", "allocation", "expected"),
+    [
+        ("", {"node_id": "node-from-allocation"}, "node-from-allocation"),
+        ("node-from-setting", {"node_id": "node-from-allocation"}, "node-from-setting"),
+        ("", None, ""),
+    ],
+)
+def test_runtime_snapshots_name_the_node(
+    redis_factory: Callable[[], EmbeddedRedis],
+    node_id: str,
+    allocation: dict[str, str] | None,
+    expected: str,
+) -> None:
+    server = redis_factory()  # NODE_METRICS is one list per Redis
+    settings = Settings(
+        block_id="snap", redis_url_override=server.url, mgmt_port=0, metrics_port=0,
+        metrics_redis_host=server.url, metrics_interval_s=0.05, idle_wait_s=0.2,
+        node_id=node_id, allocation_info=allocation,
+    )  # fmt: skip
+    runtime = Block(_Idle, settings).start()
+    client = redis.Redis.from_url(server.url, protocol=2)
+    try:
+        assert wait_until(lambda: client.llen("NODE_METRICS") >= 1)
+        snap = _json.loads(client.lindex("NODE_METRICS", 0) or b"")
+    finally:
+        client.close()
+        runtime.stop()
+        assert runtime.wait(10)
+    assert (snap["blockId"], snap["nodeId"]) == ("snap", expected)
 
 
 def test_exporter_survives_a_dead_redis_and_recovers(

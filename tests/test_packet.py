@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 import copy
+import json
+import pickle
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -11,6 +14,7 @@ from aios_instance.errors import DataDecodeError, PacketDecodeError
 from aios_instance.packet import (
     AIOSPacket,
     FileInfo,
+    MuxedData,
     decode_packet,
     encode_output,
     make_packet,
@@ -115,3 +119,106 @@ def test_round_trip_property(session: str, seq: int, data: dict[str, object], ts
     again = decode_packet(packet.SerializeToString())
     assert again == packet
     assert again.json() == data
+
+
+# -- FileList: every way in converts like assignment ---------------------------------------------
+
+
+def test_files_append_extend_insert_and_setitem_convert_tuples_and_protobuf() -> None:
+    packet = make_packet({"v": 1})
+    packet.files.append(({"a": 1}, b"x"))
+    packet.files.extend([("{}", b"y"), pb.FileInfo(metadata='{"p":1}', file_data=b"z")])
+    packet.files.insert(0, ({"first": True}, b"0"))
+    packet.files += [({"late": 1}, b"w")]
+    assert all(isinstance(f, FileInfo) for f in packet.files)
+    assert [f.file_data for f in packet.files] == [b"0", b"x", b"y", b"z", b"w"]
+    packet.files[1] = ("{}", b"X")
+    packet.files[3:] = [({"s": 1}, b"S")]
+    assert [f.file_data for f in packet.files] == [b"0", b"X", b"y", b"S"]
+    back = decode_packet(packet.SerializeToString())  # would raise on a raw tuple
+    assert [f.file_data for f in back.files] == [b"0", b"X", b"y", b"S"]
+    assert [f.metadata_dict() for f in back.files] == [{"first": True}, {}, {}, {"s": 1}]
+
+
+def test_files_extend_on_a_decoded_packet_keeps_its_wire_files() -> None:
+    raw = make_packet({"v": 1}, files=[({"n": 0}, b"a")]).SerializeToString()
+    packet = decode_packet(raw)
+    packet.files.extend([({"n": 1}, b"b")])
+    out = decode_packet(encode_output(packet, "{}"))
+    assert [f.file_data for f in out.files] == [b"a", b"b"]
+
+
+def test_a_file_that_is_not_a_pair_is_refused_with_a_type_error() -> None:
+    packet = AIOSPacket()
+    with pytest.raises(TypeError, match="FileInfo or a"):
+        packet.files.append(b"just bytes")
+    with pytest.raises(TypeError, match="FileInfo or a"):
+        packet.files.extend([42])
+    with pytest.raises(TypeError, match="FileInfo or a"):
+        packet.files.insert(0, ("{}", "not bytes"))
+    assert len(packet.files) == 0
+
+
+# -- MuxedData: a str json.loads accepts that also reads as its dict ------------------------------
+
+
+def test_muxed_data_is_json_text_and_the_mapping() -> None:
+    value = {"inputs": [{"a": 1}, None, "x"]}
+    data = MuxedData(value)
+    assert isinstance(data, str) and not isinstance(data, dict)
+    assert json.loads(data) == value
+    assert orjson.loads(str(data)) == value  # orjson reads only exact str: str(data) is that
+    assert data == value and value == data and (data != value) is False
+    assert data == str(data) and data != {"inputs": []} and data != "{}"
+    assert "inputs" in data and "a" not in data and 0 not in data
+    assert data["inputs"] == value["inputs"] and data.get("missing", 7) == 7
+    assert list(data.keys()) == ["inputs"] and list(data.items()) == list(value.items())
+    assert list(data.values()) == [value["inputs"]]
+    text = str(data)
+    assert data[0] == text[0] and data[1:4] == text[1:4] and len(data) == len(text)
+    assert "".join(data) == text and hash(data) == hash(text)
+    with pytest.raises(KeyError):
+        data["nope"]
+
+
+def test_muxed_data_copies_are_real_dicts_and_independent() -> None:
+    data = MuxedData({"inputs": [[1], [2]]})
+    shallow, deep = data.copy(), data.to_dict()
+    assert type(shallow) is dict and type(deep) is dict
+    deep["inputs"][0].append(99)
+    assert data["inputs"] == [[1], [2]]
+    clone = copy.deepcopy(data)
+    assert type(clone) is MuxedData and clone == data and str(clone) == str(data)
+    assert clone["inputs"] is not data["inputs"]
+    assert copy.copy(data) is data
+    again = pickle.loads(pickle.dumps(data))
+    assert type(again) is MuxedData and again == {"inputs": [[1], [2]]}
+
+
+def test_muxed_data_serializes_as_its_text_and_survives_packet_copies() -> None:
+    packet = AIOSPacket("s", 3, data=MuxedData({"inputs": [1, 2]}), ts=1.0)
+    back = decode_packet(packet.SerializeToString())
+    assert type(back.data) is str and json.loads(back.data) == {"inputs": [1, 2]}
+    assert packet.json() == {"inputs": [1, 2]} and back == packet
+    clone = copy.deepcopy(packet)
+    assert type(clone.data) is MuxedData and clone.data == {"inputs": [1, 2]}
+    packet.data = json.dumps({"replaced": True})  # the spec's packet.data = json.dumps(...)
+    assert decode_packet(packet.SerializeToString()).json() == {"replaced": True}
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=12,
+)
+
+
+@given(st.dictionaries(st.text(max_size=6), JSON_VALUES, max_size=5), st.text(max_size=6))
+def test_muxed_data_agrees_with_its_dict_and_its_text(value: dict[str, object], key: str) -> None:
+    data = MuxedData(value)
+    assert json.loads(data) == value and data == value
+    assert (key in data) is (key in value)
+    assert data.get(key, "default") == value.get(key, "default")
+    assert dict(data.items()) == value and data.to_dict() == value
+    assert copy.deepcopy(data) == value
+    assert decode_packet(AIOSPacket(data=data).SerializeToString()).json() == value

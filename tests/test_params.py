@@ -55,6 +55,8 @@ class ParamBlock:
             self.calls.append(dict(updated))
         if updated.get("explode"):
             raise RuntimeError("on_update exploded")
+        if updated.get("opaque"):
+            return True, {"model": object()}  # accepted, but not JSON
         if "threshold" in updated:
             t = updated["threshold"]
             if isinstance(t, bool) or not isinstance(t, (int, float)):
@@ -84,11 +86,16 @@ def running(server: EmbeddedRedis, *, http: bool = False) -> Iterator[Runtime]:
     )  # fmt: skip
     runtime = Block(ParamBlock, s).start()
     try:
-        wait_for(lambda: hasattr(runtime, "control_port"), what="the control services")
+        wait_for(listening, what="the PARAMETER_UPDATES listener")
         yield runtime
     finally:
         runtime.stop()
         assert runtime.wait(10)
+
+
+def listening() -> bool:
+    """Whether a PARAMETER_UPDATES listener thread runs (each test stops its own)."""
+    return any(t.name == "aios-parameters" for t in threading.enumerate())
 
 
 def calls(runtime: Runtime) -> list[dict[str, Any]]:
@@ -196,3 +203,22 @@ def test_listener_survives_a_redis_restart(
             timeout_s=15,
             what="the update after the restart",
         )
+
+
+def test_an_accepted_update_with_a_non_json_value_is_dead_lettered(
+    server: EmbeddedRedis, client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="aios_instance")
+    raw = json.dumps({"opaque": True, "threshold": 0.1}).encode()
+    with running(server) as runtime:
+        client.lpush(QUEUE, raw)
+        client.lpush(QUEUE, json.dumps({"threshold": 0.9}))
+        wait_for(lambda: runtime.context.block_init_parameters.get("threshold") == 0.9)
+        assert runtime.context.block_init_parameters == {"threshold": 0.9}  # nothing merged
+        dead = client.lrange(keys.dead_letters("params"), 0, -1)
+        assert len(dead) == 1
+        record = json.loads(dead[0])
+        assert (record["outcome"], record["stage"]) == ("user_error", "parameters")
+        assert record["reason"].startswith("on_update returned a value that is not JSON")
+        assert record_packets(record) == [raw]
+    assert "not JSON" in caplog.text and "dead-lettered" in caplog.text

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import logging
+import time
+from collections import Counter, defaultdict
 from typing import Any, ClassVar
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,7 +22,7 @@ from aios_instance import (
     TimeBasedBatcher,
     make_packet,
 )
-from aios_instance._pipeline import Outcome, Pipeline
+from aios_instance._pipeline import Outcome, Pipeline, PipelineResult
 from aios_instance.packet import decode_packet
 from aios_instance.routing import Destination, Router
 
@@ -199,7 +204,8 @@ def test_muxer_sources_are_released_with_the_group() -> None:
             return Muxer(N=2)
 
         def on_preprocess(self, packet: AIOSPacket) -> Any:
-            return True, [PreProcessResult(packet=packet, extra_data={"input": packet.data})]
+            data = json.loads(packet.data)  # the merged data is JSON text too
+            return True, [PreProcessResult(packet=packet, extra_data={"input": data})]
 
     pipe = pipeline_for(Mux())
     first = make_packet({"a": 1}, session_id="s", seq_no=1).SerializeToString()
@@ -233,6 +239,365 @@ def test_time_based_batch_flushes_on_tick_without_new_packets() -> None:
     assert tester.tick(deadline - 0.01) == []
     assert tester.tick(deadline) == [{"n": 2, "timeout": True}]
     assert tester.pipeline.next_deadline() is None
+
+
+class FakeClock:
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def raw_of(data: Any, session: str = "s", seq: int = 0) -> bytes:
+    return make_packet(data, session_id=session, seq_no=seq, ts=1.0).SerializeToString()
+
+
+# -- time-based batches in blocks without on_batch_timeout ------------------------------------
+
+
+class SpecTimed(Echo):
+    """The spec's style: a TimeBasedBatcher fed from on_data, and no on_batch_timeout."""
+
+    keep = "packet"
+
+    def __init__(self, context: Any = None) -> None:
+        super().__init__()
+        self.clock = FakeClock()
+        self.batcher = TimeBasedBatcher(N=10, T=1.0, clock=self.clock)
+
+    def on_data(self, entry: PreProcessResult) -> Any:
+        batch = self.batcher.add_to_batch(entry.packet if self.keep == "packet" else entry)
+        if not batch:
+            return True, None
+        packets = [p if isinstance(p, AIOSPacket) else p.packet for p in batch]
+        return True, OnDataResult(output={"batch": [json.loads(p.data) for p in packets]})
+
+
+def test_a_due_batch_without_on_batch_timeout_waits_for_the_blocks_next_add() -> None:
+    tester = BlockTester(SpecTimed)
+    assert tester.run({"v": 1}) == [] and tester.run({"v": 2}) == []
+    assert tester.pipeline.next_deadline() is None  # nobody could act on it: no wake-ups
+    tester.block.clock.now = 5.0  # long overdue
+    assert tester.tick(5.0) == [] and tester.failures == ()
+    assert len(tester.block.batcher) == 2  # still there, not discarded
+    assert tester.run({"v": 3}) == [{"batch": [{"v": 1}, {"v": 2}, {"v": 3}]}]
+    assert len(tester.block.batcher) == 0
+
+
+@pytest.mark.parametrize("keep", ["packet", "entry"])
+def test_drain_without_on_batch_timeout_dead_letters_the_held_items(keep: str) -> None:
+    class Block(SpecTimed):
+        pass
+
+    Block.keep = keep
+    tester = BlockTester(Block)
+    sent = [make_packet({"v": i}, session_id="s", seq_no=i, ts=1.0) for i in range(3)]
+    for packet in sent:
+        assert tester.run_packet(packet) == []
+    result = tester.pipeline.drain()
+    assert result.outputs == () and result.held == 0
+    [failure] = result.failures
+    assert (failure.outcome, failure.stage) == (Outcome.USER_ERROR, "batch")
+    assert failure.reason == (
+        "time-based batch of 3 items still buffered at shutdown and the block defines no "
+        "on_batch_timeout"
+    )
+    assert (failure.session_id, failure.seq_no) == ("s", 0)
+    assert [decode_packet(raw) for raw in failure.packets] == sent  # replayable as they were
+    assert len(tester.block.batcher) == 0 and tester.pipeline.drain().failures == ()
+
+
+@pytest.mark.parametrize("mode", ["raise", "false", "garbage"])
+def test_a_failing_on_batch_timeout_carries_the_batch_packets(mode: str) -> None:
+    class Timed(SpecTimed):
+        def on_batch_timeout(self, batch: list[AIOSPacket]) -> Any:
+            if mode == "raise":
+                raise RuntimeError("flush broke")
+            return (False, "cannot flush") if mode == "false" else "garbage"
+
+    tester = BlockTester(Timed)
+    sent = [make_packet({"v": i}, session_id="t", seq_no=i, ts=2.0) for i in range(2)]
+    for packet in sent:
+        tester.run_packet(packet)
+    deadline = tester.pipeline.next_deadline()
+    assert deadline == 1.0
+    result = tester.pipeline.tick(deadline)
+    [failure] = result.failures
+    assert failure.outcome is Outcome.USER_ERROR and failure.stage == "on_data"
+    assert [decode_packet(raw) for raw in failure.packets] == sent
+    assert (mode == "raise") is ("flush broke" in failure.reason)
+    assert tester.pipeline.next_deadline() is None
+
+
+def test_the_startup_warning_says_what_becomes_of_a_due_batch(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="aios_instance._pipeline"):
+        pipeline_for(SpecTimed())
+    [message] = [r.getMessage() for r in caplog.records if "TimeBasedBatcher" in r.getMessage()]
+    assert "next add_to_batch() returns it" in message
+    assert "at shutdown are dead-lettered" in message
+
+
+# -- the spec's blocks with a Muxer --------------------------------------------------------------
+
+
+class YourCustomBlock:
+    """The spec's YourCustomBlock: its on_preprocess and on_data bodies verbatim (the spec's
+    misindented docstring left out); ``merge_count``, which its get_muxer reads, set here."""
+
+    def __init__(self, context: Any) -> None:
+        self.context = context
+        self.threshold = context.block_init_parameters.get("threshold", 0.5)
+        self.merge_count = 2
+
+    def on_preprocess(self, packet: Any) -> Any:
+        try:
+            data = packet.data
+            if isinstance(data, str):
+                data = json.loads(data)
+
+            if "inputs" in data:
+                # Handle merged packet (N > 1)
+                results = []
+                for input_data in data["inputs"]:
+                    result = PreProcessResult(packet=packet, extra_data={"input": input_data})
+                    results.append(result)
+                return True, results
+            else:
+                # Normal single input
+                return True, [PreProcessResult(packet=packet, extra_data={"input": data})]
+        except Exception as e:
+            return False, str(e)
+
+    def on_data(self, preprocessed_entry: Any) -> Any:
+        try:
+            # Example: Access original input
+            input_data = json.loads(preprocessed_entry.packet.data)
+
+            # Example output
+            output = {
+                "result": "inference complete",
+                "input_summary": input_data,
+                "processed_at": time.time(),
+                "metadata": preprocessed_entry.extra_data,
+            }
+
+            return True, OnDataResult(output=output)
+        except Exception as e:
+            return False, str(e)
+
+    def get_muxer(self) -> Muxer:
+        return Muxer(N=self.merge_count)
+
+
+def test_the_specs_custom_block_json_loads_a_muxed_packet() -> None:
+    tester = BlockTester(YourCustomBlock)
+    assert tester.run({"value": 1}, session_id="cam", seq_no=3, raise_errors=True) == []
+    outs = tester.run({"value": 2}, session_id="cam", seq_no=3, raise_errors=True)
+    merged = {"inputs": [{"value": 1}, {"value": 2}]}
+    assert [o["input_summary"] for o in outs] == [merged, merged]
+    assert [o["metadata"] for o in outs] == [{"input": {"value": 1}}, {"input": {"value": 2}}]
+    assert {o["result"] for o in outs} == {"inference complete"}
+    # Without a muxer the same block reads the plain JSON string.
+    single = BlockTester(type("Single", (YourCustomBlock,), {"get_muxer": lambda self: None}))
+    [out] = single.run({"value": 5}, raise_errors=True)
+    assert out["input_summary"] == {"value": 5}
+
+
+# -- muxers that filter, and muxers that cannot say what they hold ------------------------------
+
+
+class MuxBlock:
+    """The spec's muxed on_preprocess; on_data echoes each input."""
+
+    def __init__(self, muxer: Any) -> None:
+        self.muxer = muxer
+
+    def get_muxer(self) -> Any:
+        return self.muxer
+
+    def on_preprocess(self, packet: AIOSPacket) -> Any:
+        data = packet.data
+        if isinstance(data, str):
+            data = json.loads(data)
+        if "inputs" in data:
+            return True, [
+                PreProcessResult(packet=packet, extra_data={"input": d}) for d in data["inputs"]
+            ]
+        return True, [PreProcessResult(packet=packet, extra_data={"input": data})]
+
+    def on_data(self, entry: PreProcessResult) -> Any:
+        return True, OnDataResult(output=entry.extra_data["input"])
+
+
+class Filtering(Muxer):
+    """The spec's "filter out irrelevant packets": drops {"skip": true}, groups the rest."""
+
+    def process_packet(self, packet: AIOSPacket) -> AIOSPacket | None:
+        if json.loads(packet.data).get("skip"):
+            return None
+        return super().process_packet(packet)
+
+
+def held_raws(pipe: Pipeline) -> list[bytes]:
+    return [raw for entries in pipe._mux_raws.values() for _, raw in entries]
+
+
+def test_a_packet_the_muxer_filters_out_is_finished_not_kept() -> None:
+    pipe = pipeline_for(MuxBlock(Filtering(N=2)))
+    keep1, keep2 = raw_of({"v": 1}, seq=1), raw_of({"v": 2}, seq=1)
+    assert pipe.process(keep1).waiting_raws == (keep1,)
+    for i in range(50):
+        result = pipe.process(raw_of({"skip": True, "i": i}, seq=1))
+        assert (result.held, result.waiting_raws, result.failures) == (1, (), ())
+    assert held_raws(pipe) == [keep1]  # the 50 dropped packets are not kept
+    done = pipe.process(keep2)
+    assert done.released_raws == (keep1,)
+    assert [json.loads(decode_packet(o.payload).data) for o in done.outputs] == [{"v": 1}, {"v": 2}]
+    assert all(o.sources == (keep1, keep2) for o in done.outputs)
+    assert held_raws(pipe) == [] and pipe.hand_back() == []
+
+
+class SpecMuxer:
+    """The spec's reference Muxer, verbatim: no is_buffered, no expiry."""
+
+    def __init__(self, N: int):
+        self.N = N
+        self.store: Any = defaultdict(list)
+        self.counts: Any = defaultdict(int)
+
+    def process_packet(self, packet: Any) -> Any:
+        if self.N == 1:
+            return packet  # No merging needed
+
+        key = (packet.session_id, packet.seq_no)
+        self.store[key].append(packet)
+        self.counts[key] += 1
+
+        if self.counts[key] == self.N:
+            merged_packet = self._merge_packets(self.store[key])
+            del self.store[key]
+            del self.counts[key]
+            return merged_packet
+
+        return None
+
+    def _merge_packets(self, packets: Any) -> Any:
+        merged_data = {"inputs": [json.loads(p.data) for p in packets]}
+        merged_files = [file for p in packets for file in p.files]
+
+        base_packet = copy.deepcopy(packets[0])
+        base_packet.data = merged_data
+        base_packet.files = merged_files
+
+        return base_packet
+
+
+def test_a_muxer_without_is_buffered_owns_what_it_takes(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="aios_instance._pipeline"):
+        pipe = pipeline_for(MuxBlock(SpecMuxer(N=2)))
+    [message] = [r.getMessage() for r in caplog.records if "is_buffered" in r.getMessage()]
+    assert "SpecMuxer" in message and "at-least-once" in message
+    first, second = raw_of({"v": 1}, seq=4), raw_of({"v": 2}, seq=4)
+    taken = pipe.process(first)
+    assert (taken.held, taken.waiting_raws, taken.outputs) == (1, (), ())
+    done = pipe.process(second)
+    assert [json.loads(decode_packet(o.payload).data) for o in done.outputs] == [{"v": 1}, {"v": 2}]
+    assert held_raws(pipe) == [] and pipe.hand_back() == []
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="aios_instance._pipeline"):
+        for i in range(5):
+            pipe.process(raw_of({"v": i}, seq=9))
+    assert not caplog.records  # said once, at start
+
+
+def test_eviction_releases_the_evicted_inputs_before_a_late_packet_reuses_the_key() -> None:
+    pipe = pipeline_for(MuxBlock(Muxer(N=2, max_groups=1)))
+    a1, b1, a2, a3 = (raw_of({"v": v}, s, 0) for v, s in ((1, "a"), (2, "b"), (3, "a"), (4, "a")))
+    pipe.process(a1)
+    evicting = pipe.process(b1)
+    assert evicting.waiting_raws == (b1,) and evicting.released_raws == (a1,)
+    [failure] = evicting.failures
+    assert failure.outcome is Outcome.EXPIRED and failure.packets == (a1,)
+    assert "evicted with 1 of 2" in failure.reason
+    late = pipe.process(a2)  # group "a" again: a new group, which evicts "b"
+    assert late.released_raws == (b1,) and late.failures[0].packets == (b1,)
+    done = pipe.process(a3)
+    assert [o.sources for o in done.outputs] == [(a2, a3), (a2, a3)]  # a1 went with its group
+    assert held_raws(pipe) == [] and pipe.tick(1e12).failures == ()
+
+
+@pytest.mark.parametrize("mode", ["raise", "none"])
+def test_a_merge_that_fails_or_returns_none_releases_the_whole_group(mode: str) -> None:
+    class BadMerge(Muxer):
+        def _merge_packets(self, packets: Any) -> AIOSPacket | None:
+            if mode == "raise":
+                raise RuntimeError("merge broke")
+            return None
+
+    pipe = pipeline_for(MuxBlock(BadMerge(N=2)))
+    x1, x2 = raw_of({"v": 1}, seq=2), raw_of({"v": 2}, seq=2)
+    pipe.process(x1)
+    result = pipe.process(x2)
+    assert result.released_raws == (x1,) and result.waiting_raws == ()
+    if mode == "raise":
+        [failure] = result.failures
+        assert failure.stage == "mux" and "merge broke" in failure.reason
+        assert failure.packets == (x1, x2)
+    else:
+        assert result.failures == () and result.held == 2
+    assert held_raws(pipe) == [] and pipe.hand_back() == []
+
+
+MUX_PIPE_OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("packet"), st.integers(0, 3), st.booleans()),
+        st.tuples(st.just("advance"), st.floats(0.0, 3.0), st.just(False)),
+        st.tuples(st.just("tick"), st.just(0), st.just(False)),
+    ),
+    max_size=50,
+)
+
+
+@settings(max_examples=150, deadline=None, database=None)
+@given(n=st.integers(1, 3), max_groups=st.integers(1, 3), ops=MUX_PIPE_OPS)
+def test_every_input_is_finished_once_and_only_buffered_ones_are_kept(
+    n: int, max_groups: int, ops: list[tuple[str, Any, bool]]
+) -> None:
+    clock = FakeClock()
+    muxer = Filtering(N=n, ttl_s=2.0, max_groups=max_groups, clock=clock)
+    pipe = pipeline_for(MuxBlock(muxer))
+    unfinished: Counter[bytes] = Counter()  # waiting, not yet released
+    finished: Counter[bytes] = Counter()
+
+    def account(raws: list[bytes], result: PipelineResult) -> None:
+        for raw in result.released_raws:
+            assert unfinished[raw] == 1
+            unfinished[raw] -= 1
+            finished[raw] += 1
+        for raw in raws:
+            if raw in result.waiting_raws:
+                unfinished[raw] += 1
+            else:
+                finished[raw] += 1  # acknowledged by this very call
+
+    for i, (op, arg, skip) in enumerate(ops):
+        if op == "packet":
+            raw = raw_of({"id": i, "skip": skip}, "s", arg)
+            account([raw], pipe.process(raw))
+        elif op == "advance":
+            clock.now += arg
+        else:
+            account([], pipe.tick(clock.now))
+        assert sorted(held_raws(pipe)) == sorted((+unfinished).elements())
+        assert len(held_raws(pipe)) == len(muxer.pending_packets())
+    handed = pipe.hand_back()
+    assert sorted(handed) == sorted((+unfinished).elements())
+    assert held_raws(pipe) == [] and muxer.pending_packets() == []
+    assert all(count == 1 for count in finished.values())
+    assert not set(finished) & set(handed)
 
 
 @settings(max_examples=150, deadline=None)

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
+import uuid
+from typing import Any
 
 import pytest
+import redis
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from aios_instance import Block, OnDataResult, PreProcessResult, keys
+from aios_instance.block import Runtime
+from aios_instance.embedded import EmbeddedRedis
+from aios_instance.errors import ConfigError
+from aios_instance.packet import make_packet
 from aios_instance.sessions import SessionsManager
+from aios_instance.settings import Settings
 
 
 class Clock:
@@ -205,3 +216,64 @@ class SessionsModel(RuleBasedStateMachine):
 
 TestSessionsModel = SessionsModel.TestCase
 TestSessionsModel.settings = settings(max_examples=50, stateful_step_count=30, deadline=None)
+
+
+# -- in the runtime: AIOS_SESSION_TTL_S and the periodic sweep ----------------------------
+class SessionBlock:
+    """Opens a session per job and never touches it again."""
+
+    def __init__(self, context: Any) -> None:
+        self.context = context
+
+    def on_preprocess(self, packet: Any) -> Any:
+        return True, [PreProcessResult(packet=packet, extra_data={})]
+
+    def on_data(self, entry: Any) -> Any:
+        self.context.sessions.create_session(entry.packet.session_id, {"seen": 1})
+        return True, OnDataResult(output={"session": entry.packet.session_id})
+
+
+def test_session_ttl_setting() -> None:
+    assert Settings.from_env({}).session_ttl_s == 0
+    assert Settings.from_env({"AIOS_SESSION_TTL_S": "600"}).session_ttl_s == 600
+    with pytest.raises(ConfigError, match="AIOS_SESSION_TTL_S"):
+        Settings.from_env({"AIOS_SESSION_TTL_S": "-1"})
+
+
+@pytest.mark.timeout(30)
+def test_the_runtime_expires_idle_sessions_no_call_touches(
+    redis_server: EmbeddedRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="aios_instance.block")
+    block_id = f"sess-{uuid.uuid4().hex[:8]}"
+    s = Settings(
+        block_id=block_id, redis_url_override=redis_server.url, mgmt_port=0,
+        metrics_port=0, lease_ttl_s=0.6, idle_wait_s=0.2, session_ttl_s=0.3,
+        default_output=f"{block_id}_out",
+    )  # fmt: skip
+    runtime = Block(SessionBlock, s).start()
+    client = redis.Redis.from_url(redis_server.url, protocol=2)
+    try:
+        sessions = runtime.context.sessions
+        assert sessions.idle_ttl_s == 0.3
+        client.lpush(keys.inputs(block_id), make_packet({}, session_id="a").SerializeToString())
+        assert client.brpop([s.default_output], timeout=10) is not None
+        deadline = time.monotonic() + 10
+        while "expired 1 idle session(s)" not in caplog.text:  # the lease keeper's sweep
+            assert time.monotonic() < deadline, "idle session never expired"
+            time.sleep(0.02)
+        assert sessions.session_ids() == []
+    finally:
+        client.delete(keys.inputs(block_id), s.default_output)
+        client.close()
+        runtime.stop()
+        assert runtime.wait(10)
+
+
+def test_sessions_do_not_expire_without_the_setting(redis_server: EmbeddedRedis) -> None:
+    s = Settings(block_id="no-ttl", redis_url_override=redis_server.url, mgmt_port=0)
+    runtime = Runtime(SessionBlock, s)  # constructed only: nothing is served
+    try:
+        assert runtime.context.sessions.idle_ttl_s is None
+    finally:
+        runtime.redis.close()

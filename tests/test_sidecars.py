@@ -6,6 +6,7 @@ import contextlib
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -342,3 +343,99 @@ def test_run_survives_an_unreachable_redis(caplog: pytest.LogCaptureFixture) -> 
 def test_batch_size_must_be_positive(redis_client: redis.Redis) -> None:
     with pytest.raises(ValueError, match="batch_size"):
         SidecarConsumer(redis_client, lambda p: None, batch_size=0)
+
+
+# -- backoff -------------------------------------------------------------------------------
+class Hung:
+    """A TCP server on 127.0.0.1 that accepts every connection and never answers."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.accepted = 0
+        self._conns: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._serve)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self._conns.append(conn)  # kept open, never read from or written to
+            self.accepted += 1
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
+        self.listener.close()
+        self._thread.join(5)
+        for conn in self._conns:
+            conn.close()
+
+
+@pytest.fixture
+def hung() -> Iterator[Hung]:
+    server = Hung()
+    yield server
+    server.close()
+
+
+def poll(predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def test_a_hung_sidecar_is_backed_off_and_never_throttles_the_others(
+    hung: Hung, redis_factory: Factory, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = redis_factory()
+    failed: list[str] = []
+    config = {"hung": _external(hung.port), "good": _external(good.port)}
+    side_cars = BlockSideCars(
+        "b", config, timeout_s=0.2, retry_after_s=1.0, max_retry_after_s=2.0,
+        on_failure=failed.append,
+    )  # fmt: skip
+    packet = make_packet({"x": 1})
+    both = {"hung": False, "good": True}
+    with caplog.at_level(logging.DEBUG, logger="aios_instance.sidecars"):
+        t0 = time.perf_counter()
+        assert side_cars.push_to_all_sidecars(packet) == both  # a timeout, and the retry
+        assert time.perf_counter() - t0 < 1.0
+        poll(lambda: hung.accepted == 2)
+        t0 = time.perf_counter()
+        for _ in range(20):  # backed off: the hung sidecar fails at once
+            assert side_cars.push_to_all_sidecars(packet) == both
+        assert time.perf_counter() - t0 < 0.5  # without backoff: 20 x 0.4 s
+        assert hung.accepted == 2
+        assert side_cars.failures["hung"] == 21 and side_cars.skipped["hung"] == 20
+        assert side_cars.retries["hung"] == 1 and len(failed) == 21
+        # after retry_after_s one push probes it, once (no retry); the interval then doubles
+        poll(lambda: not side_cars.push_to_sidecar("hung", packet) and hung.accepted == 3)
+        probed = time.monotonic()
+        assert side_cars.retries["hung"] == 1
+        poll(lambda: not side_cars.push_to_sidecar("hung", packet) and hung.accepted == 4)
+        assert time.monotonic() - probed >= 1.9  # 2 s, not 1 s
+    assert len(_inputs(good)) == 21
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "'hung'" in errors[0].getMessage()  # once per outage
+    side_cars.close()
+
+
+def test_a_sidecar_that_comes_back_is_used_again(caplog: pytest.LogCaptureFixture) -> None:
+    server = EmbeddedRedis(port=free_port())  # not started yet: connections are refused
+    side_cars = BlockSideCars("b", {"s": _external(server.port)}, retry_after_s=0.05)
+    packet = make_packet({"back": True})
+    with caplog.at_level(logging.INFO, logger="aios_instance.sidecars"):
+        assert side_cars.push_to_sidecar("s", packet) is False
+        with server:
+            poll(lambda: side_cars.push_to_sidecar("s", packet))
+            assert [decode_packet(r) for r in _inputs(server)] == [packet]
+        assert side_cars.push_to_sidecar("s", packet) is False  # a new outage
+    messages = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert [level for level, _ in messages] == ["ERROR", "INFO", "ERROR"], messages
+    assert "reachable again" in messages[1][1]
+    side_cars.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import threading
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 
 from aios_instance.errors import DataDecodeError
 from aios_instance.packet import AIOSPacket, FileInfo, decode_packet, make_packet
-from aios_instance.tools import Batcher, ExpiredGroup, Muxer, TimeBasedBatcher
+from aios_instance.tools import Batcher, ExpiredGroup, MuxedData, Muxer, TimeBasedBatcher
 
 # No example database: tests must not write into the working tree.
 PROPERTY = settings(max_examples=150, deadline=None, database=None)
@@ -109,6 +110,122 @@ def test_groups_are_keyed_by_session_and_seq_no() -> None:
     merged = muxer.process_packet(pkt(4, "a", 0))
     assert merged is not None and merged.data == {"inputs": [1, 4]}
     assert muxer.open_groups == 2
+
+
+def test_merged_data_is_json_text_that_reads_as_the_dict() -> None:
+    muxer = Muxer(N=2)
+    muxer.process_packet(pkt({"view": 0}))
+    merged = muxer.process_packet(pkt({"view": 1}))
+    assert merged is not None
+    data = merged.data
+    assert isinstance(data, MuxedData) and isinstance(data, str) and not isinstance(data, dict)
+    assert json.loads(data) == {"inputs": [{"view": 0}, {"view": 1}]}
+    assert "inputs" in data and data["inputs"][1] == {"view": 1}
+    # The spec's on_preprocess: `if isinstance(data, str): data = json.loads(data)`.
+    if isinstance(data, str):
+        parsed = json.loads(data)
+    assert parsed["inputs"] == data["inputs"]
+    assert decode_packet(merged.SerializeToString()).data == str(data)
+
+
+# -- Muxer: the spec's store / counts / _merge_packets ------------------------------------------
+
+
+class Summing(Muxer):
+    """Overrides the merge step only: the group's values summed into one number."""
+
+    def __init__(self, N: int) -> None:
+        super().__init__(N)
+        self.merged_groups: list[list[AIOSPacket]] = []
+
+    def _merge_packets(self, packets: Any) -> AIOSPacket | None:
+        self.merged_groups.append(list(packets))
+        out = copy.deepcopy(packets[0])
+        out.data = json.dumps({"sum": sum(json.loads(p.data) for p in packets)})
+        return out
+
+
+def test_an_overridden_merge_packets_is_the_merge_process_packet_uses() -> None:
+    muxer = Summing(N=3)
+    sent = [pkt(i, "s", 1) for i in (1, 2, 4)]
+    assert muxer.process_packet(sent[0]) is None and muxer.process_packet(sent[1]) is None
+    merged = muxer.process_packet(sent[2])
+    assert merged is not None and json.loads(merged.data) == {"sum": 7}
+    assert len(muxer.merged_groups) == 1
+    assert all(a is b for a, b in zip(muxer.merged_groups[0], sent, strict=True))
+    assert muxer.open_groups == 0
+
+
+def test_the_specs_reference_merge_gets_a_data_json_loads_reads() -> None:
+    class SpecMerge(Muxer):
+        def _merge_packets(self, packets: Any) -> AIOSPacket:  # the spec's code, verbatim
+            merged_data = {"inputs": [json.loads(p.data) for p in packets]}
+            merged_files = [file for p in packets for file in p.files]
+
+            base_packet = copy.deepcopy(packets[0])
+            base_packet.data = merged_data
+            base_packet.files = merged_files
+
+            return base_packet
+
+    muxer = SpecMerge(N=2)
+    muxer.process_packet(pkt({"a": 1}, files=[("{}", b"1")]))
+    merged = muxer.process_packet(pkt({"a": 2}, files=[("{}", b"2")]))
+    assert merged is not None and isinstance(merged.data, MuxedData)
+    assert json.loads(merged.data) == {"inputs": [{"a": 1}, {"a": 2}]} == merged.data
+    assert [f.file_data for f in decode_packet(merged.SerializeToString()).files] == [b"1", b"2"]
+
+
+def test_the_default_merge_packets_merges_a_group_like_process_packet() -> None:
+    muxer = Muxer(N=2)
+    merged = muxer._merge_packets([pkt({"a": 1}, files=[("{}", b"x")]), pkt("", seq=0)])
+    assert merged is not None and merged.data == {"inputs": [{"a": 1}, ""]}
+    assert [f.file_data for f in merged.files] == [b"x"]
+
+
+def test_store_and_counts_are_live_read_only_views_of_the_open_groups() -> None:
+    muxer = Muxer(N=3)
+    store, counts = muxer.store, muxer.counts
+    a1, a2, b1 = pkt(1, "a", 0), pkt(2, "a", 0), pkt(3, "b", 5)
+    muxer.process_packet(a1)
+    muxer.process_packet(b1)
+    muxer.process_packet(a2)
+    assert dict(counts) == {("a", 0): 2, ("b", 5): 1}
+    assert store[("a", 0)] == [a1, a2] and store[("a", 0)][0] is a1
+    assert ("b", 5) in store and ("c", 0) not in counts and len(store) == 2
+    store[("a", 0)].append(pkt(9, "a", 0))  # a copy: the group is untouched
+    assert counts[("a", 0)] == 2
+    with pytest.raises(TypeError):
+        store[("z", 0)] = []  # type: ignore[index]
+    with pytest.raises(TypeError):
+        del counts[("a", 0)]  # type: ignore[attr-defined]
+    muxer.process_packet(pkt(3, "a", 0))  # completes group a
+    assert list(store) == [("b", 5)] and dict(muxer.counts) == {("b", 5): 1}
+    with pytest.raises(KeyError):
+        store[("a", 0)]
+
+
+def test_is_buffered_tells_a_held_packet_from_any_other() -> None:
+    muxer = Muxer(N=2)
+    held, twin = pkt(1, "s", 1), pkt(1, "s", 1)
+    assert not muxer.is_buffered(held)
+    muxer.process_packet(held)
+    assert muxer.is_buffered(held) and not muxer.is_buffered(twin)  # identity, not equality
+    muxer.process_packet(pkt(2, "s", 1))
+    assert not muxer.is_buffered(held)  # merged: no longer held
+
+
+def test_take_evicted_hands_each_evicted_group_over_once() -> None:
+    clock = FakeClock()
+    muxer = Muxer(N=2, max_groups=1, clock=clock)
+    first = pkt("x", seq=0)
+    muxer.process_packet(first)
+    assert muxer.take_evicted() == []
+    muxer.process_packet(pkt("y", seq=1))
+    (evicted,) = muxer.take_evicted()
+    assert evicted.packets == (first,) and evicted.reason == "evicted"
+    assert muxer.take_evicted() == [] and muxer.expire() == []
+    assert muxer.next_deadline() == 60.0  # only the open group is left
 
 
 # -- Muxer: expiry, eviction, errors, shutdown -------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -13,7 +14,9 @@ import httpx
 import pytest
 import redis
 
-from aios_instance import Block, BlockTester, TestContext, keys
+from aios_instance import Block, BlockTester, TestContext, keys, state
+from aios_instance.block import Runtime
+from aios_instance.blockdata import BlockData
 from aios_instance.cli import load_block_class
 from aios_instance.embedded import EmbeddedRedis, free_port
 from aios_instance.packet import decode_packet, make_packet
@@ -105,3 +108,50 @@ def wait_for_health(url: str, timeout_s: float = 10.0) -> Any:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.02)
+
+
+def constructed(allocation: dict[str, Any] | None, document: dict[str, Any] | None = None) -> Any:
+    """context.allocation_info of a Runtime built (not served) with this allocation."""
+    settings = Settings(
+        block_id="gpu", redis_url_override="redis://127.0.0.1:1/0", mgmt_port=0,
+        metrics_port=0, allocation_info=allocation,
+    )  # fmt: skip
+    runtime = Runtime(GpuBlock, settings, BlockData(document or {}))
+    runtime.redis.close()  # never connected: nothing is served
+    state.set_default_redis(None)
+    return runtime.context.allocation_info
+
+
+@pytest.mark.parametrize(
+    ("allocation", "document", "visible", "info"),
+    [
+        # the allocator gave no GPUs: hide them all
+        ({"gpus": [], "node_id": "n1", "cluster_id": "c"}, None, "", ["n1", "c"]),
+        # no allocation at all: the environment is left alone
+        (None, None, "7", ["", ""]),
+        # partial: the missing keys get defaults, and nothing said about GPUs keeps the env
+        ({"node_id": "n2"}, None, "7", ["n2", ""]),
+        ({"gpus": None, "cluster_id": "c3"}, None, "7", ["", "c3"]),
+        # from the block data's allocationInfo, dict entries and bare indices alike
+        (None, {"allocationInfo": {"gpus": [{"index": 3}, 5]}}, "3,5", ["", ""]),
+    ],
+)
+def test_cuda_visible_devices_follows_the_allocation(
+    monkeypatch: pytest.MonkeyPatch,
+    allocation: dict[str, Any] | None,
+    document: dict[str, Any] | None,
+    visible: str,
+    info: list[str],
+) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "7")  # restored after the test
+    got = constructed(allocation, document)
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == visible
+    assert set(got) == {"gpus", "node_id", "cluster_id"}
+    assert [got["node_id"], got["cluster_id"]] == info
+    assert isinstance(got["gpus"], list)
+
+
+def test_a_partial_allocation_is_completed_in_test_contexts_too() -> None:
+    context = TestContext(allocation_info={"gpus": [0]})
+    assert context.allocation_info == {"gpus": [0], "node_id": "", "cluster_id": ""}
+    assert TestContext().allocation_info == {"gpus": [], "node_id": "", "cluster_id": ""}

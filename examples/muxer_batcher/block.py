@@ -1,11 +1,9 @@
 """The spec's BlockWithMuxerAndBatcher, unchanged but for the import lines (see README.md)."""
 
-import json
-import time
 from collections import deque
 
-from aios_instance import *
-from aios_instance.tools import Batcher, Muxer
+from aios_instance import *  # also provides json and time, which the spec's code uses
+from aios_instance.tools import Muxer, Batcher  # the spec writes `from .tools import ...`
 
 class BlockWithMuxerAndBatcher:
     def __init__(self, context):

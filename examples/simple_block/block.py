@@ -1,9 +1,6 @@
-"""The spec's SimpleBlock, unchanged but for the import lines (see README.md)."""
+"""The spec's SimpleBlock, unchanged but for the import line (see README.md)."""
 
-import json
-import time
-
-from aios_instance import *
+from aios_instance import *  # also provides json and time, which the spec's code uses
 
 class SimpleBlock:
     def __init__(self, context):
