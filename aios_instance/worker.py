@@ -31,7 +31,7 @@ from .deadletter import dead_letter_record
 from .errors import PacketDecodeError, TransportError
 from .packet import decode_packet
 from .routing import Destination
-from .transport import Claim, Sink, Source
+from .transport import Claim, Sent, Sink, Source
 
 __all__ = ["MAX_PARKED", "Worker", "WorkerHooks"]
 
@@ -128,6 +128,9 @@ class Worker:
         self.claim_target_s = claim_target_s
         self._claim_size = min(claim_batch, _FIRST_CLAIM)
         self._next: list[Claim] = []  # claimed with the last commit, not yet processed
+        self._sent: Sent | None = None  # the commit in flight
+        self._sent_batch: tuple[PipelineResult | None, int, int, float] = (None, 0, 0, 0.0)
+        self._unknown_outcome = False  # a commit failed with no reply: hand everything back
         self.in_flight = 0
 
     # -- loop ------------------------------------------------------------------------------
@@ -146,22 +149,75 @@ class Worker:
 
     def step(self) -> int:
         """One claim/process/commit cycle; returns the number of packets claimed."""
+        if self._unknown_outcome:
+            self._hand_back_all()
         self._retry_parked()
         if self._parked_outputs > MAX_PARKED:
             self.stopping.wait(self._wait_s())  # backpressure: an endpoint is down
             return 0
-        claims, self._next = self._next, []
+        claims = self._take_next()
         if not claims:
             claims = self.source.claim(self._claim_size, self._wait_s())
         self.in_flight = len(claims)
         try:
             if claims:
+                if self._sent is None and _first_deliveries(claims) and self._may_claim_ahead():
+                    # Start the pipeline: the next batch is claimed while this one runs.
+                    self._send_ahead({}, 0, None, ())
                 self.hooks.claimed(claims)
                 self._handle(claims)
             self._tick_if_due()
         finally:
             self.in_flight = 0
         return len(claims)
+
+    # -- the pipelined hot path ------------------------------------------------------------
+    # While batch k runs, the commit of batch k-1 (with the claim of batch k+1) is on its way
+    # to Redis: its round trip overlaps the processing instead of following it. At most one
+    # commit is in flight; it is finished (its reply read) before anything else touches the
+    # processing list.
+
+    def _take_next(self) -> list[Claim]:
+        claims, self._next = self._next, []
+        if not claims and self._sent is not None:
+            self._finish_sent()
+            claims, self._next = self._next, []
+        return claims
+
+    def _send_ahead(
+        self,
+        pushes: dict[Destination, list[bytes]],
+        oldest: int,
+        result: PipelineResult | None,
+        claims: Sequence[Claim],
+    ) -> None:
+        self._sent = self.source.send_commit_and_claim(pushes, oldest, self._claim_size)
+        pushed = sum(len(p) for p in pushes.values())
+        self._sent_batch = (result, pushed, len(claims), time.perf_counter())
+
+    def _finish_sent(self) -> None:
+        """Read the reply of the commit in flight: account for it, keep its claim."""
+        sent, self._sent = self._sent, None
+        if sent is None:
+            return
+        result, pushed, acked, t0 = self._sent_batch
+        try:
+            rejected, self._next = self.source.finish(sent)
+        except TransportError:
+            # The commit and the claim may or may not have happened: nothing held in memory
+            # can be trusted. Everything claimed goes back to the input (served again).
+            self._next = []
+            self._unknown_outcome = True
+            raise
+        if rejected and result is not None:
+            self._dead_letter_rejected(rejected, _origins(result, rejected))
+        if acked:
+            self.hooks.committed(pushed, Counter(), acked, time.perf_counter() - t0)
+
+    def _hand_back_all(self) -> None:
+        count = self.source.requeue_own()  # TransportError while Redis is still away
+        self._unknown_outcome = False
+        log.warning("handed %d claimed packets back after a commit with no reply", count)
 
     def _handle(self, claims: list[Claim]) -> None:
         fresh: list[bytes] = []
@@ -187,7 +243,7 @@ class Worker:
         without naming its packets. False (nothing done) when the general path is needed."""
         if result.failures or result.waiting_raws or result.released_raws:
             return False
-        if any(claim.attempt != 1 for claim in claims):
+        if not _first_deliveries(claims):
             return False  # redeliveries carry an attempt count to clear: the general path
         pushes: dict[Destination, list[bytes]] = {}
         is_local = self._is_local
@@ -199,12 +255,17 @@ class Worker:
                         return False
                     bucket = pushes[dest] = []
                 bucket.append(out.payload)
+        self._finish_sent()  # the previous commit, and with it the claim of the next batch
+        oldest = not self._parked and self.pipeline.muxer is None  # nothing older is held
+        if oldest and self._may_claim_ahead():
+            self._send_ahead(pushes, len(claims), result, claims)
+            return True
+        if not oldest and self._next:
+            return False  # neither the oldest nor the latest claim: name each packet
         t0 = time.perf_counter()
         try:
-            if self._may_claim_ahead():
-                rejected, self._next = self.source.commit_latest_and_claim(
-                    pushes, len(claims), self._claim_size
-                )
+            if oldest:
+                rejected = self.source.commit(pushes, (), (), oldest=len(claims))
             else:
                 rejected = self.source.commit(pushes, (), (), latest=len(claims))
         except TransportError:
@@ -221,10 +282,11 @@ class Worker:
 
     def _may_claim_ahead(self) -> bool:
         """Whether the next claim can ride with this commit (not when stopping, nor when
-        parked work or a batch deadline must be seen to before new packets)."""
+        parked work, a muxer or a batch deadline must be seen to before new packets)."""
         return (
             not self.stopping.is_set()
             and not self._parked
+            and self.pipeline.muxer is None
             and self.pipeline.next_deadline() is None
         )
 
@@ -265,6 +327,7 @@ class Worker:
 
     # -- commit ----------------------------------------------------------------------------
     def _commit(self, result: PipelineResult, claimed: list[bytes], dead: list[bytes]) -> None:
+        self._finish_sent()  # the general path names packets: nothing may be in flight
         t0 = time.perf_counter()
         acks = Counter(claimed)
         acks.subtract(result.waiting_raws)
@@ -414,6 +477,7 @@ class Worker:
         now = time.monotonic()
         if not self._parked or self._next_retry > now:
             return
+        self._finish_sent()
         parked, self._parked = self._parked, []
         records_before = sum(len(d.dead) for d in parked)
         for delivery in [d for d in parked if self._expires_at(d) <= now]:
@@ -483,6 +547,7 @@ class Worker:
         """Flush time-based batches, hand muxer-held inputs back, retry parked outputs."""
         deadline = time.monotonic() + timeout_s
         try:
+            self._finish_sent()
             if self._next:  # claimed with the last commit while stop() came in
                 self.source.release([claim.raw for claim in self._next])
                 self._next = []
@@ -546,6 +611,12 @@ def _group_outputs(result: PipelineResult) -> list[_Delivery]:
         for dest in out.destinations:
             delivery.pending.setdefault(dest, []).append(out.payload)
     return list(by_sources.values())
+
+
+def _first_deliveries(claims: Sequence[Claim]) -> bool:
+    """Whether no claim is a redelivery (none may be claimed ahead beside one: if it is a
+    poison packet, only its own count may grow when it crashes the process)."""
+    return all(claim.attempt == 1 for claim in claims)
 
 
 def _origins(

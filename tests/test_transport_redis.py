@@ -74,37 +74,76 @@ def test_commit_pushes_dead_letters_and_acks_in_one_transaction(
     assert redis_client.exists(source.processing) == 0
 
 
-def test_latest_ack_trims_only_the_latest_claim_and_claims_the_next(
+def test_latest_ack_trims_only_the_latest_claim(
     redis_server: EmbeddedRedis, redis_client: redis.Redis
 ) -> None:
-    items = _fill(redis_client, 10)
+    items = _fill(redis_client, 6)
     source = _source(redis_server, "i1")
     older = source.claim(2, 0)  # still held (e.g. parked): must survive the trim
     latest = source.claim(3, 0)
     out = _dest(redis_server, "OUT")
-    rejected, following = source.commit_latest_and_claim({out: [b"o"]}, len(latest), 4)
-    assert rejected == {}
-    assert [c.raw for c in following] == items[5:9]
-    held = redis_client.lrange(source.processing, 0, -1)
-    assert sorted(held) == sorted([c.raw for c in older] + items[5:9])
-    assert redis_client.lrange("OUT", 0, -1) == [b"o"]
-    assert source.commit({}, (), (), latest=len(following)) == {}
+    assert source.commit({out: [b"o"]}, (), (), latest=len(latest)) == {}
     assert sorted(redis_client.lrange(source.processing, 0, -1)) == sorted(c.raw for c in older)
+    assert redis_client.lrange("OUT", 0, -1) == [b"o"]
+    assert [c.raw for c in source.claim(5, 0)] == items[5:]
 
 
-def test_latest_commit_survives_a_flushed_script_cache(
+def test_a_sent_commit_acks_the_oldest_claim_and_claims_the_next_while_one_runs(
+    redis_server: EmbeddedRedis, redis_client: redis.Redis
+) -> None:
+    items = _fill(redis_client, 10)
+    source = _source(redis_server, "i1")
+    first = source.claim(3, 0)
+    ahead = source.finish(source.send_commit_and_claim({}, 0, 3))[1]  # claimed while 1st runs
+    assert [c.raw for c in ahead] == items[3:6]
+    out = _dest(redis_server, "OUT")
+    sent = source.send_commit_and_claim({out: [b"o1", b"o2"]}, len(first), 4)
+    rejected, following = source.finish(sent)
+    assert rejected == {}
+    assert [c.raw for c in following] == items[6:10]
+    held = redis_client.lrange(source.processing, 0, -1)
+    assert sorted(held) == sorted(items[3:10])  # the first claim is gone, the others held
+    assert redis_client.lrange("OUT", 0, -1) == [b"o2", b"o1"]
+    assert source.commit({}, (), (), oldest=len(ahead)) == {}
+    assert sorted(redis_client.lrange(source.processing, 0, -1)) == sorted(items[6:10])
+    assert source.requeue_own() == 4
+    assert redis_client.llen(source.processing) == 0
+    assert [c.raw for c in source.claim(10, 0)] == items[6:10]  # back at the front, in order
+
+
+def test_a_sent_commit_survives_a_flushed_script_cache(
     redis_server: EmbeddedRedis, redis_client: redis.Redis
 ) -> None:
     items = _fill(redis_client, 4)
     source = _source(redis_server, "i1")
-    latest = source.claim(2, 0)
+    first = source.claim(2, 0)
     redis_client.script_flush()  # as after a server restart
     out = _dest(redis_server, "OUT")
-    rejected, following = source.commit_latest_and_claim({out: [b"o"]}, len(latest), 2)
+    rejected, following = source.finish(source.send_commit_and_claim({out: [b"o"]}, len(first), 2))
     assert (rejected, following) == ({}, [])  # the commit took effect; the claim did not
     assert redis_client.llen(source.processing) == 0
     assert redis_client.lrange("OUT", 0, -1) == [b"o"]
     assert [c.raw for c in source.claim(5, 0)] == items[2:]  # the next claim reloads it
+
+
+def test_a_sent_commit_whose_connection_dies_has_an_unknown_outcome(
+    redis_server: EmbeddedRedis, redis_client: redis.Redis
+) -> None:
+    _fill(redis_client, 4)
+    source = _source(redis_server, "victim")
+    first = source.claim(2, 0)
+    redis_client.client_pause(5000, all=False)  # writes wait: the commit cannot run yet
+    try:
+        sent = source.send_commit_and_claim({}, len(first), 2)
+        redis_client.client_kill_filter(_type="normal", skipme=True)  # all but this client
+    finally:
+        redis_client.client_unpause()
+    with pytest.raises(TransportError, match="outcome unknown"):
+        source.finish(sent)
+    assert redis_client.llen(source.processing) == 2  # it never ran
+    # The next send reconnects.
+    redis_client.delete(source.processing)
+    assert source.finish(source.send_commit_and_claim({}, 0, 1))[1] != []
 
 
 def test_commit_reports_a_wrongtype_list_and_still_acks(

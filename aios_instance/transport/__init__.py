@@ -13,7 +13,7 @@ from typing import NamedTuple, Protocol
 
 from ..routing import Destination
 
-__all__ = ["Claim", "Sink", "Source"]
+__all__ = ["Claim", "Sent", "Sink", "Source"]
 
 
 class Claim(NamedTuple):
@@ -21,6 +21,14 @@ class Claim(NamedTuple):
 
     raw: bytes
     attempt: int
+
+
+class Sent(NamedTuple):
+    """A commit sent and not yet finished: the destinations of its pushes in order (None
+    for an acknowledgement) and how many commands it queued."""
+
+    order: tuple[Destination | None, ...]
+    queued: int
 
 
 class Sink(Protocol):
@@ -54,20 +62,31 @@ class Source(Protocol):
         dead: Sequence[bytes],
         *,
         latest: int = 0,
+        oldest: int = 0,
     ) -> Mapping[Destination, str]:
         """Atomically push local outputs and dead letters and acknowledge ``acks``.
 
         ``latest`` > 0 also acknowledges the whole latest claim (that many jobs) without
         naming them; only valid when nothing was claimed since, and never for a retry.
+        ``oldest`` > 0 acknowledges that many jobs claimed first; only valid when they
+        are the oldest still held.
         Returns the local destinations the server rejected (the rest of the commit, acks
         included, took effect). Raises TransportError when nothing took effect.
         """
 
-    def commit_latest_and_claim(
-        self, pushes: Mapping[Destination, Sequence[bytes]], latest: int, max_count: int
-    ) -> tuple[Mapping[Destination, str], list[Claim]]:
-        """``commit(pushes, (), (), latest=latest)``, then claim up to ``max_count`` without
-        waiting, as one operation (one round trip where the transport allows)."""
+    def send_commit_and_claim(
+        self, pushes: Mapping[Destination, Sequence[bytes]], oldest: int, max_count: int
+    ) -> Sent:
+        """Start, without waiting, one atomic commit of ``pushes`` that acknowledges the
+        ``oldest`` claimed jobs (without naming them) and claims up to ``max_count`` more.
+        Only valid when no job claimed before those is still held."""
+
+    def finish(self, sent: Sent) -> tuple[Mapping[Destination, str], list[Claim]]:
+        """Wait for a sent commit: rejected local destinations and the new claim. Raises
+        TransportError when its outcome is unknown."""
+
+    def requeue_own(self) -> int:
+        """Hand every job this instance holds claimed back to the input (outcome unknown)."""
 
     def release(self, raws: Sequence[bytes]) -> None:
         """Hand claimed, unprocessed jobs back to the front of the input (shutdown)."""

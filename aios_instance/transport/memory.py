@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 from ..errors import TransportError
 from ..routing import Destination
-from . import Claim
+from . import Claim, Sent
 
 __all__ = ["MemorySink", "MemorySource"]
 
@@ -27,6 +27,7 @@ class MemorySource:
         self.lists: dict[str, deque[bytes]] = defaultdict(deque)
         self.dead: deque[bytes] = deque()
         self._cond = threading.Condition()
+        self._sent: list[list[Claim]] = []
 
     def put(self, raw: bytes) -> None:
         """Enqueue a job (what a producer's LPUSH does)."""
@@ -57,11 +58,14 @@ class MemorySource:
         dead: Sequence[bytes],
         *,
         latest: int = 0,
+        oldest: int = 0,
     ) -> Mapping[Destination, str]:
         """Record pushes and dead letters, then drop the acknowledged jobs."""
         with self._cond:
             if latest:
                 del self.processing[-latest:]  # the latest claim sits at the end
+            if oldest:
+                del self.processing[:oldest]
             for dest, payloads in pushes.items():
                 self.lists[dest.queue_name].extend(payloads)
             self.dead.extend(dead)
@@ -70,12 +74,27 @@ class MemorySource:
                     self.processing.remove(raw)
         return {}
 
-    def commit_latest_and_claim(
-        self, pushes: Mapping[Destination, Sequence[bytes]], latest: int, max_count: int
-    ) -> tuple[Mapping[Destination, str], list[Claim]]:
-        """Commit the latest claim, then claim the next batch."""
-        rejected = self.commit(pushes, (), (), latest=latest)
-        return rejected, self.claim(max_count, 0)
+    def send_commit_and_claim(
+        self, pushes: Mapping[Destination, Sequence[bytes]], oldest: int, max_count: int
+    ) -> Sent:
+        """Commit now (the oldest claimed jobs sit at the front), claim; finish() answers."""
+        with self._cond:
+            del self.processing[:oldest]
+            for dest, payloads in pushes.items():
+                self.lists[dest.queue_name].extend(payloads)
+        self._sent.append(self.claim(max_count, 0))
+        return Sent((), 0)
+
+    def finish(self, sent: Sent) -> tuple[Mapping[Destination, str], list[Claim]]:
+        """The claim made by the matching send."""
+        return {}, self._sent.pop(0)
+
+    def requeue_own(self) -> int:
+        """Put every claimed job back at the front."""
+        with self._cond:
+            held, self.processing = self.processing, []
+            self.inputs.extendleft(reversed(held))
+            return len(held)
 
     def release(self, raws: Sequence[bytes]) -> None:
         """Put claimed jobs back at the front, in order."""

@@ -27,7 +27,7 @@ from redis.retry import Retry
 from .. import keys
 from ..errors import TransportError
 from ..routing import Destination
-from . import Claim
+from . import Claim, Sent
 
 __all__ = ["RedisSink", "RedisSource", "connect"]
 
@@ -35,10 +35,11 @@ log = logging.getLogger(__name__)
 
 _ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
 
-# KEYS: input, processing, attempts. ARGV: max count.
+# KEYS: input, processing, attempts. ARGV: max count, ahead ('1': first deliveries only).
 # Returns {items} or {items, attempt counts} when any packet was ever requeued. A requeued
 # packet is claimed alone, and a batch stops before one: if it is a poison packet that kills
-# the process, only its own delivery count grows, not its batch-mates'.
+# the process, only its own delivery count grows, not its batch-mates'. A claim made ahead
+# (while another batch runs) takes no requeued packet at all, for the same reason.
 _CLAIM = """
 local items = redis.call('RPOP', KEYS[1], ARGV[1])
 if not items then return {} end
@@ -51,11 +52,12 @@ local take = #items
 for i = 1, #items do
   counts[i] = tonumber(redis.call('HGET', KEYS[3], redis.sha1hex(items[i])) or '0')
   if counts[i] > 0 then
-    take = (i == 1) and 1 or i - 1
+    take = (i == 1 and ARGV[2] ~= '1') and 1 or i - 1
     break
   end
 end
 for i = #items, take + 1, -1 do redis.call('RPUSH', KEYS[1], items[i]) end
+if take == 0 then return {} end
 local claimed = {unpack(items, 1, take)}
 redis.call('LPUSH', KEYS[2], unpack(claimed))
 return {claimed, {unpack(counts, 1, take)}}
@@ -138,6 +140,7 @@ class RedisSource:
         self._ack = client.register_script(_ACK)
         self._requeue = client.register_script(_REQUEUE)
         self._release = client.register_script(_RELEASE)
+        self._pipe_conn: Any = None  # held for send_commit_and_claim/finish
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> int:
@@ -188,6 +191,7 @@ class RedisSource:
         """
         try:
             self._run_requeue(self.instance_id, force=True, count_attempt=count_attempts)
+            self._drop_pipe_conn()
             pipe = self.client.pipeline(transaction=True)
             pipe.delete(self._lease)
             pipe.srem(self._instances, self.instance_id)
@@ -211,36 +215,76 @@ class RedisSource:
 
     def _claim_now(self, max_count: int) -> list[Claim]:
         reply = _guard(
-            self._claim, keys=[self.input, self.processing, self._attempts], args=[max_count]
+            self._claim, keys=[self.input, self.processing, self._attempts], args=[max_count, 0]
         )
         return _claims_of(reply)
 
-    def commit_latest_and_claim(
-        self, pushes: Mapping[Destination, Sequence[bytes]], latest: int, max_count: int
-    ) -> tuple[Mapping[Destination, str], list[Claim]]:
-        """The hot path's one round trip per batch: commit the latest claim (its local
-        pushes, acknowledged by LTRIM) and claim the next batch, in one MULTI/EXEC.
+    def send_commit_and_claim(
+        self, pushes: Mapping[Destination, Sequence[bytes]], oldest: int, max_count: int
+    ) -> Sent:
+        """Send, without waiting for the reply, one MULTI/EXEC that pushes ``pushes``,
+        acknowledges the ``oldest`` claimed packets (an LTRIM from the tail of the processing
+        list, where the claim LPUSHed them first) and claims up to ``max_count`` more.
 
-        The claim goes after the LTRIM, so the trim removes exactly the latest claim. Raises
-        TransportError when nothing took effect; the claim may come back empty.
+        The hot path's one round trip per batch, overlapped with the processing of the next
+        batch: ``finish()`` reads the reply later. Only valid when nothing older than those
+        ``oldest`` packets is claimed. At most one may be in flight.
         """
-        pipe = self.client.pipeline(transaction=True)
+        conn = self._pipe_conn
+        if conn is None:
+            conn = self._pipe_conn = _guard(self.client.connection_pool.get_connection)
         order: list[Destination | None] = []
+        commands: list[tuple[Any, ...]] = [("MULTI",)]
         for dest, payloads in pushes.items():
             if payloads:
-                pipe.lpush(dest.queue_name, *payloads)
+                commands.append(("LPUSH", dest.queue_name, *payloads))
                 order.append(dest)
-        pipe.ltrim(self.processing, latest, -1)
-        order.append(None)
-        # EVALSHA by hand: a Script object in a pipeline costs a SCRIPT EXISTS round trip.
-        pipe.evalsha(self._claim.sha, 3, self.input, self.processing, self._attempts, max_count)
-        replies = _guard(pipe.execute, raise_on_error=False)
-        rejected = _rejections(order, replies[:-1], transaction=True)
-        if not isinstance(replies[-1], Exception):
-            return rejected, _claims_of(replies[-1])
-        # NOSCRIPT (the server restarted): the commit took effect; the next claim loads it.
-        log.info("claim script not cached on the server: %s", replies[-1])
-        return rejected, []
+        if oldest:
+            commands.append(("LTRIM", self.processing, 0, -(oldest + 1)))
+            order.append(None)
+        claim_keys = (self.input, self.processing, self._attempts)
+        commands.append(("EVALSHA", self._claim.sha, 3, *claim_keys, max_count, 1))
+        commands.append(("EXEC",))
+        try:
+            conn.send_packed_command(conn.pack_commands(commands))
+        except _ERRORS as exc:
+            self._drop_pipe_conn()
+            raise TransportError(f"redis unreachable: {exc}") from exc
+        return Sent(tuple(order), len(commands) - 2)
+
+    def finish(self, sent: Sent) -> tuple[Mapping[Destination, str], list[Claim]]:
+        """Read the reply of ``send_commit_and_claim``: rejected destinations and the claim.
+
+        Raises TransportError when the outcome is unknown (the connection failed: the commit
+        and the claim may or may not have happened).
+        """
+        conn = self._pipe_conn
+        if conn is None:
+            raise TransportError("no commit in flight on this source")
+        try:
+            for _ in range(sent.queued + 1):  # +OK for MULTI, +QUEUED for each command
+                conn.read_response()
+            replies = conn.read_response()
+        except (*_ERRORS, redis.ResponseError) as exc:
+            self._drop_pipe_conn()
+            raise TransportError(f"commit outcome unknown: {exc}") from exc
+        rejected = _rejections(sent.order, replies[:-1], transaction=True)
+        if isinstance(replies[-1], Exception):
+            # NOSCRIPT (the server restarted): the commit took effect; the next claim loads it.
+            log.info("claim script not cached on the server: %s", replies[-1])
+            return rejected, []
+        return rejected, _claims_of(replies[-1])
+
+    def requeue_own(self) -> int:
+        """Hand everything this instance holds claimed back to the front of the input (not
+        counted as a delivery): after a commit whose outcome is unknown."""
+        return self._run_requeue(self.instance_id, force=True, count_attempt=False)
+
+    def _drop_pipe_conn(self) -> None:
+        conn, self._pipe_conn = self._pipe_conn, None
+        if conn is not None:
+            conn.disconnect()
+            self.client.connection_pool.release(conn)
 
     def is_local(self, destination: Destination) -> bool:
         """Outputs to this source's own Redis ride in the commit's transaction."""
@@ -253,6 +297,7 @@ class RedisSource:
         dead: Sequence[bytes],
         *,
         latest: int = 0,
+        oldest: int = 0,
     ) -> Mapping[Destination, str]:
         """Local pushes + dead letters + acks in one MULTI/EXEC round trip.
 
@@ -273,6 +318,9 @@ class RedisSource:
             order.append(None)
         if latest:
             pipe.ltrim(self.processing, latest, -1)
+            order.append(None)
+        if oldest:
+            pipe.ltrim(self.processing, 0, -(oldest + 1))
             order.append(None)
         if acks:
             self._ack(keys=[self.processing, self._attempts], args=list(acks), client=pipe)
