@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 from . import _json, keys
 from .deadletter import record_packets
@@ -301,14 +301,19 @@ def _pick(records: Sequence[bytes], indexes: Sequence[int], *, every: bool) -> l
 
 
 # -- parser ---------------------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors on one line, like every other error of the CLI."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see '{self.prog} --help')\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="aios-instance", description="Run AIOS blocks and talk to them over Redis."
-    )
+    p = _Parser(prog="aios-instance", description="Run AIOS blocks and talk to them over Redis.")
     _add_common(p, None)
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     _add_common(common, argparse.SUPPRESS)  # also accepted after the command
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     def command(name: str, help: str, description: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help, description=description, parents=[common])

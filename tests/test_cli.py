@@ -115,6 +115,25 @@ def test_bad_data_and_missing_redis_are_one_line_errors(
     assert "FILE.py:Class" in err
 
 
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+        (["send", "--count", "x"], "--count: invalid int value"),
+        (["dead", "bogus"], "invalid choice: 'bogus'"),
+    ],
+)
+def test_usage_errors_are_one_line_with_exit_2(
+    capsys: pytest.CaptureFixture[str], argv: list[str], needle: str
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert err.count("\n") == 1 and err.startswith("error: ") and needle in err, err
+    assert "--help" in err
+
+
 def test_run_with_missing_block_data_fails_before_starting_anything(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
