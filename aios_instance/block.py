@@ -220,6 +220,8 @@ class Runtime:
         t0 = time.monotonic()
         if not self._crashed:  # after a crash the pipeline's state is not to be trusted
             self.worker.shutdown(self.settings.drain_timeout_s)
+        else:
+            self.worker.abandon()
         for close in reversed(self._services):
             try:
                 close()

@@ -163,7 +163,7 @@ class Worker:
             if claims:
                 if self._sent is None and _first_deliveries(claims) and self._may_claim_ahead():
                     # Start the pipeline: the next batch is claimed while this one runs.
-                    self._send_ahead({}, 0, None, ())
+                    self._send_ahead({}, None, ())
                 self.hooks.claimed(claims)
                 self._handle(claims)
             self._tick_if_due()
@@ -187,11 +187,18 @@ class Worker:
     def _send_ahead(
         self,
         pushes: dict[Destination, list[bytes]],
-        oldest: int,
         result: PipelineResult | None,
         claims: Sequence[Claim],
     ) -> None:
-        self._sent = self.source.send_commit_and_claim(pushes, oldest, self._claim_size)
+        raws = [claim.raw for claim in claims]
+        try:
+            self._sent = self.source.send_commit_and_claim(pushes, raws, self._claim_size)
+        except TransportError:
+            # Whatever is held (this batch, the one claimed ahead) may be stranded in the
+            # processing list: hand everything back once Redis answers.
+            self._next = []
+            self._unknown_outcome = True
+            raise
         pushed = sum(len(p) for p in pushes.values())
         self._sent_batch = (result, pushed, len(claims), time.perf_counter())
 
@@ -202,13 +209,14 @@ class Worker:
             return
         result, pushed, acked, t0 = self._sent_batch
         try:
-            rejected, self._next = self.source.finish(sent)
+            rejected, claims = self.source.finish(sent)
         except TransportError:
             # The commit and the claim may or may not have happened: nothing held in memory
             # can be trusted. Everything claimed goes back to the input (served again).
             self._next = []
             self._unknown_outcome = True
             raise
+        self._next = [*self._next, *claims]  # at shutdown a batch may still be in hand
         if rejected and result is not None:
             self._dead_letter_rejected(rejected, _origins(result, rejected))
         if acked:
@@ -258,16 +266,17 @@ class Worker:
         self._finish_sent()  # the previous commit, and with it the claim of the next batch
         oldest = not self._parked and self.pipeline.muxer is None  # nothing older is held
         if oldest and self._may_claim_ahead():
-            self._send_ahead(pushes, len(claims), result, claims)
+            self._send_ahead(pushes, result, claims)
             return True
         if not oldest and self._next:
             return False  # neither the oldest nor the latest claim: name each packet
         t0 = time.perf_counter()
+        raws = [claim.raw for claim in claims]
         try:
             if oldest:
-                rejected = self.source.commit(pushes, (), (), oldest=len(claims))
+                rejected = self.source.commit(pushes, (), (), oldest=raws)
             else:
-                rejected = self.source.commit(pushes, (), (), latest=len(claims))
+                rejected = self.source.commit(pushes, (), (), latest=raws)
         except TransportError:
             # Retried by the general path, which names each packet (LREM): safe to repeat.
             sources = tuple(claim.raw for claim in claims)
@@ -401,9 +410,12 @@ class Worker:
                   keys.dead_letters(self.block_id))  # fmt: skip
         try:
             self.source.commit({}, (), records)
-        except TransportError:
+        except TransportError as exc:
+            # Parked and retried with the next step; the batch at hand goes on being served.
+            log.warning("could not write dead letters, will retry: %s", exc)
             self._parked.append(_Delivery((), dead=records, first_failure=time.monotonic()))
-            raise
+            self._refresh()
+            return
         self.hooks.committed(0, Counter(delivery_error=len(records)), 0, 0.0)
 
     def _push_remote(self, deliveries: Sequence[_Delivery], now: float) -> None:
@@ -543,6 +555,17 @@ class Worker:
         )  # fmt: skip
 
     # -- shutdown --------------------------------------------------------------------------
+    def abandon(self) -> None:
+        """After a crash: read the commit in flight and hand back the batch claimed ahead
+        (it never reached the block, so it is not counted as a delivery). Best effort."""
+        try:
+            self._finish_sent()
+            if self._next:
+                self.source.release([claim.raw for claim in self._next])
+            self._next = []
+        except TransportError as exc:
+            log.warning("could not hand back the batch claimed ahead: %s", exc)
+
     def shutdown(self, timeout_s: float) -> None:
         """Flush time-based batches, hand muxer-held inputs back, retry parked outputs."""
         deadline = time.monotonic() + timeout_s

@@ -17,6 +17,7 @@ from aios_instance import keys
 from aios_instance.embedded import EmbeddedRedis, free_port
 from aios_instance.errors import TransportError
 from aios_instance.routing import Destination
+from aios_instance.transport import Claim
 from aios_instance.transport.redis import RedisSink, RedisSource, connect
 
 BLOCK = "tb"
@@ -82,7 +83,7 @@ def test_latest_ack_trims_only_the_latest_claim(
     older = source.claim(2, 0)  # still held (e.g. parked): must survive the trim
     latest = source.claim(3, 0)
     out = _dest(redis_server, "OUT")
-    assert source.commit({out: [b"o"]}, (), (), latest=len(latest)) == {}
+    assert source.commit({out: [b"o"]}, (), (), latest=[c.raw for c in latest]) == {}
     assert sorted(redis_client.lrange(source.processing, 0, -1)) == sorted(c.raw for c in older)
     assert redis_client.lrange("OUT", 0, -1) == [b"o"]
     assert [c.raw for c in source.claim(5, 0)] == items[5:]
@@ -94,21 +95,42 @@ def test_a_sent_commit_acks_the_oldest_claim_and_claims_the_next_while_one_runs(
     items = _fill(redis_client, 10)
     source = _source(redis_server, "i1")
     first = source.claim(3, 0)
-    ahead = source.finish(source.send_commit_and_claim({}, 0, 3))[1]  # claimed while 1st runs
+    ahead = source.finish(source.send_commit_and_claim({}, (), 3))[1]  # claimed while 1st runs
     assert [c.raw for c in ahead] == items[3:6]
     out = _dest(redis_server, "OUT")
-    sent = source.send_commit_and_claim({out: [b"o1", b"o2"]}, len(first), 4)
+    sent = source.send_commit_and_claim({out: [b"o1", b"o2"]}, [c.raw for c in first], 4)
     rejected, following = source.finish(sent)
     assert rejected == {}
     assert [c.raw for c in following] == items[6:10]
     held = redis_client.lrange(source.processing, 0, -1)
     assert sorted(held) == sorted(items[3:10])  # the first claim is gone, the others held
     assert redis_client.lrange("OUT", 0, -1) == [b"o2", b"o1"]
-    assert source.commit({}, (), (), oldest=len(ahead)) == {}
+    assert source.commit({}, (), (), oldest=[c.raw for c in ahead]) == {}
     assert sorted(redis_client.lrange(source.processing, 0, -1)) == sorted(items[6:10])
     assert source.requeue_own() == 4
     assert redis_client.llen(source.processing) == 0
     assert [c.raw for c in source.claim(10, 0)] == items[6:10]  # back at the front, in order
+
+
+def test_a_trim_checks_the_claim_is_where_it_should_be(
+    redis_server: EmbeddedRedis, redis_client: redis.Redis
+) -> None:
+    """Our list was requeued by another instance (our lease lapsed) and we claimed again:
+    acknowledging the old claim by position would remove the new one. It is acknowledged by
+    name instead, and the new claim stays held."""
+    items = _fill(redis_client, 6)
+    source = _source(redis_server, "i1")
+    old = source.claim(2, 0)
+    assert source.requeue_own() == 2  # what a lapsed-lease requeue does to the list
+    new = source.claim(2, 0)  # the same two packets again
+    redis_client.lpush(source.processing, b"newer")  # ...and one claimed after them
+    assert source.commit({}, (), (), oldest=[b"p4", b"p5"]) == {}  # not where it says
+    held = redis_client.lrange(source.processing, 0, -1)
+    assert sorted(held) == sorted([b"newer", *items[:2]])
+    assert [c.raw for c in new] == [c.raw for c in old] == items[:2]
+    sent = source.send_commit_and_claim({}, [b"x", b"y"], 1)  # neither end matches
+    assert source.finish(sent)[1] == [Claim(items[2], 1)]
+    assert sorted(redis_client.lrange(source.processing, 0, -1)) == sorted([b"newer", *items[:3]])
 
 
 def test_a_sent_commit_survives_a_flushed_script_cache(
@@ -119,7 +141,8 @@ def test_a_sent_commit_survives_a_flushed_script_cache(
     first = source.claim(2, 0)
     redis_client.script_flush()  # as after a server restart
     out = _dest(redis_server, "OUT")
-    rejected, following = source.finish(source.send_commit_and_claim({out: [b"o"]}, len(first), 2))
+    sent = source.send_commit_and_claim({out: [b"o"]}, [c.raw for c in first], 2)
+    rejected, following = source.finish(sent)
     assert (rejected, following) == ({}, [])  # the commit took effect; the claim did not
     assert redis_client.llen(source.processing) == 0
     assert redis_client.lrange("OUT", 0, -1) == [b"o"]
@@ -134,7 +157,7 @@ def test_a_sent_commit_whose_connection_dies_has_an_unknown_outcome(
     first = source.claim(2, 0)
     redis_client.client_pause(5000, all=False)  # writes wait: the commit cannot run yet
     try:
-        sent = source.send_commit_and_claim({}, len(first), 2)
+        sent = source.send_commit_and_claim({}, [c.raw for c in first], 2)
         redis_client.client_kill_filter(_type="normal", skipme=True)  # all but this client
     finally:
         redis_client.client_unpause()
@@ -143,7 +166,7 @@ def test_a_sent_commit_whose_connection_dies_has_an_unknown_outcome(
     assert redis_client.llen(source.processing) == 2  # it never ran
     # The next send reconnects.
     redis_client.delete(source.processing)
-    assert source.finish(source.send_commit_and_claim({}, 0, 1))[1] != []
+    assert source.finish(source.send_commit_and_claim({}, (), 1))[1] != []
 
 
 def test_commit_reports_a_wrongtype_list_and_still_acks(

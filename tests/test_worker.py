@@ -504,3 +504,81 @@ def test_a_commit_with_no_reply_hands_everything_back_and_loses_nothing(
     assert len(outputs) - 300 <= 3 * 16  # duplicates only from the batches held at the time
     assert redis_client.llen(worker.source.processing) == 0  # type: ignore[attr-defined]
     assert redis_client.llen(keys.inputs(BLOCK)) == 0
+
+
+class _SendFailsOnce(RedisSource):
+    """A real Redis source whose next send fails before reaching the server (a refused
+    reconnect): the batches held may be stranded in the processing list."""
+
+    fail_next_send = False
+
+    def send_commit_and_claim(self, *args: Any, **kwargs: Any) -> Any:
+        if self.fail_next_send:
+            self.fail_next_send = False
+            raise TransportError("connection refused (injected)")
+        return super().send_commit_and_claim(*args, **kwargs)
+
+
+def test_a_failed_send_hands_everything_back_and_loses_nothing(
+    redis_server: EmbeddedRedis, redis_client: redis.Redis
+) -> None:
+    default = destination_from_url(redis_server.url, "OUT")
+    source = _SendFailsOnce(connect(redis_server.url), BLOCK, "w1", lease_ttl_s=5.0)
+    source.start()
+    pool = SinkPool(socket_timeout_s=2.0)
+    worker = Worker(
+        Pipeline(Echo(), Router(BLOCK, (default,))), source, pool, block_id=BLOCK,
+        instance_id="w1", claim_batch=16, idle_wait_s=0.05,
+    )  # fmt: skip
+    _send(redis_client, list(range(300)))
+    try:
+        for _ in range(3):
+            worker.step()
+        source.fail_next_send = True
+        with pytest.raises(TransportError):
+            worker.step()
+        _step_until(worker, lambda: len(set(_outputs(redis_client))) == 300)
+        worker.stop()
+        worker.shutdown(5.0)
+    finally:
+        source.close()
+        pool.close()
+    outputs = _outputs(redis_client)
+    assert sorted(set(outputs)) == list(range(300))
+    assert len(outputs) - 300 <= 2 * 16
+    assert redis_client.llen(source.processing) == 0
+    assert redis_client.llen(keys.inputs(BLOCK)) == 0
+
+
+def test_a_zombie_whose_list_was_requeued_strands_and_loses_nothing(
+    make_worker: Make, redis_client: redis.Redis, redis_server: EmbeddedRedis
+) -> None:
+    """Our lease lapsed (a long pause) and another instance requeued our processing list
+    while we held two batches and had a commit in flight; we go on as if nothing happened.
+    No acknowledgement by position may then remove a packet we or anyone still hold."""
+    zombie = make_worker(instance="zombie", claim_batch=8)
+    rescuer = make_worker(instance="rescuer", claim_batch=8)
+    _send(redis_client, list(range(400)))
+    zombie.step()
+    zombie.step()
+    assert zombie._sent is not None and zombie._next  # a commit in flight, a batch in hand
+    other = RedisSource(connect(redis_server.url), BLOCK, "rescuer")
+    assert other._run_requeue("zombie", force=True, count_attempt=True) > 0
+    other.client.close()
+    # The rescuer serves the requeued packets (each alone), so fresh ones are next in line.
+    _step_until(rescuer, lambda: redis_client.hlen(keys.attempts(BLOCK)) == 0)
+    for _ in range(4):  # the zombie goes on a little, then is stopped (a graceful drain)
+        zombie.step()
+    zombie.stop()
+    zombie.shutdown(5.0)  # hands back the batch it claimed ahead: it must still be there
+    deadline = time.monotonic() + 20
+    while len(set(_outputs(redis_client))) < 400:
+        assert time.monotonic() < deadline, "not every packet came out"
+        rescuer.step()
+    rescuer.stop()
+    rescuer.shutdown(5.0)
+    assert sorted(set(_outputs(redis_client))) == list(range(400))
+    for worker in (zombie, rescuer):
+        assert redis_client.llen(worker.source.processing) == 0  # type: ignore[attr-defined]
+    assert redis_client.llen(keys.inputs(BLOCK)) == 0
+    assert _dead(redis_client) == []

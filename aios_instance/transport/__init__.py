@@ -29,6 +29,7 @@ class Sent(NamedTuple):
 
     order: tuple[Destination | None, ...]
     queued: int
+    acked: tuple[bytes, ...] = ()  # the claim it acknowledges by position
 
 
 class Sink(Protocol):
@@ -61,25 +62,27 @@ class Source(Protocol):
         acks: Sequence[bytes],
         dead: Sequence[bytes],
         *,
-        latest: int = 0,
-        oldest: int = 0,
+        latest: Sequence[bytes] = (),
+        oldest: Sequence[bytes] = (),
     ) -> Mapping[Destination, str]:
         """Atomically push local outputs and dead letters and acknowledge ``acks``.
 
-        ``latest`` > 0 also acknowledges the whole latest claim (that many jobs) without
-        naming them; only valid when nothing was claimed since, and never for a retry.
-        ``oldest`` > 0 acknowledges that many jobs claimed first; only valid when they
-        are the oldest still held.
+        ``latest``/``oldest`` (a whole claim, its jobs in claim order) are acknowledged too,
+        by position where the transport can (the claim made last / the oldest one still
+        held), by name where the position does not hold.
         Returns the local destinations the server rejected (the rest of the commit, acks
         included, took effect). Raises TransportError when nothing took effect.
         """
 
     def send_commit_and_claim(
-        self, pushes: Mapping[Destination, Sequence[bytes]], oldest: int, max_count: int
+        self,
+        pushes: Mapping[Destination, Sequence[bytes]],
+        oldest: Sequence[bytes],
+        max_count: int,
     ) -> Sent:
         """Start, without waiting, one atomic commit of ``pushes`` that acknowledges the
-        ``oldest`` claimed jobs (without naming them) and claims up to ``max_count`` more.
-        Only valid when no job claimed before those is still held."""
+        claim ``oldest`` (the oldest still held, jobs in claim order) and claims up to
+        ``max_count`` more."""
 
     def finish(self, sent: Sent) -> tuple[Mapping[Destination, str], list[Claim]]:
         """Wait for a sent commit: rejected local destinations and the new claim. Raises

@@ -57,15 +57,14 @@ class MemorySource:
         acks: Sequence[bytes],
         dead: Sequence[bytes],
         *,
-        latest: int = 0,
-        oldest: int = 0,
+        latest: Sequence[bytes] = (),
+        oldest: Sequence[bytes] = (),
     ) -> Mapping[Destination, str]:
         """Record pushes and dead letters, then drop the acknowledged jobs."""
         with self._cond:
-            if latest:
-                del self.processing[-latest:]  # the latest claim sits at the end
-            if oldest:
-                del self.processing[:oldest]
+            for raw in (*latest, *oldest):  # by name: memory has no positions to trust
+                if raw in self.processing:
+                    self.processing.remove(raw)
             for dest, payloads in pushes.items():
                 self.lists[dest.queue_name].extend(payloads)
             self.dead.extend(dead)
@@ -75,13 +74,13 @@ class MemorySource:
         return {}
 
     def send_commit_and_claim(
-        self, pushes: Mapping[Destination, Sequence[bytes]], oldest: int, max_count: int
+        self,
+        pushes: Mapping[Destination, Sequence[bytes]],
+        oldest: Sequence[bytes],
+        max_count: int,
     ) -> Sent:
-        """Commit now (the oldest claimed jobs sit at the front), claim; finish() answers."""
-        with self._cond:
-            del self.processing[:oldest]
-            for dest, payloads in pushes.items():
-                self.lists[dest.queue_name].extend(payloads)
+        """Commit and claim now; finish() answers."""
+        self.commit(pushes, (), (), oldest=oldest)
         self._sent.append(self.claim(max_count, 0))
         return Sent((), 0)
 

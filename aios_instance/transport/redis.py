@@ -86,6 +86,26 @@ if ARGV[2] == '0' then redis.call('SREM', KEYS[5], ARGV[1]) end
 return #items
 """
 
+# KEYS: processing. ARGV: side ('head' | 'tail'), count, first, last packet of one claim.
+# Acknowledges a whole claim by position (no need to send it back), after checking that it
+# is where it should be: at the head if it is the latest claim, at the tail if the oldest.
+# The claim LPUSHed its first packet first, so at the head the last one is at index 0. 0 when
+# the list is not as expected (it was requeued meanwhile): the caller then names the packets.
+_TRIM = """
+local n = tonumber(ARGV[2])
+local function at(i) return redis.call('LINDEX', KEYS[1], i) end
+if ARGV[1] == 'tail' then
+  if at(-1) == ARGV[3] and at(-n) == ARGV[4] then
+    redis.call('LTRIM', KEYS[1], 0, -n - 1)
+    return 1
+  end
+elseif at(0) == ARGV[4] and at(n - 1) == ARGV[3] then
+  redis.call('LTRIM', KEYS[1], n, -1)
+  return 1
+end
+return 0
+"""
+
 # KEYS: processing, input. ARGV: packets in claim order. Hands them back to the front.
 _RELEASE = """
 for i = #ARGV, 1, -1 do
@@ -140,6 +160,7 @@ class RedisSource:
         self._ack = client.register_script(_ACK)
         self._requeue = client.register_script(_REQUEUE)
         self._release = client.register_script(_RELEASE)
+        self._trim = client.register_script(_TRIM)  # sent by hand (EVALSHA) inside MULTI
         self._pipe_conn: Any = None  # held for send_commit_and_claim/finish
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -220,15 +241,18 @@ class RedisSource:
         return _claims_of(reply)
 
     def send_commit_and_claim(
-        self, pushes: Mapping[Destination, Sequence[bytes]], oldest: int, max_count: int
+        self,
+        pushes: Mapping[Destination, Sequence[bytes]],
+        oldest: Sequence[bytes],
+        max_count: int,
     ) -> Sent:
         """Send, without waiting for the reply, one MULTI/EXEC that pushes ``pushes``,
-        acknowledges the ``oldest`` claimed packets (an LTRIM from the tail of the processing
-        list, where the claim LPUSHed them first) and claims up to ``max_count`` more.
+        acknowledges the claim ``oldest`` (its packets in claim order; a checked LTRIM from
+        the tail of the processing list, where the claim LPUSHed them first) and claims up
+        to ``max_count`` more.
 
         The hot path's one round trip per batch, overlapped with the processing of the next
-        batch: ``finish()`` reads the reply later. Only valid when nothing older than those
-        ``oldest`` packets is claimed. At most one may be in flight.
+        batch: ``finish()`` reads the reply later. At most one may be in flight.
         """
         conn = self._pipe_conn
         if conn is None:
@@ -240,8 +264,7 @@ class RedisSource:
                 commands.append(("LPUSH", dest.queue_name, *payloads))
                 order.append(dest)
         if oldest:
-            commands.append(("LTRIM", self.processing, 0, -(oldest + 1)))
-            order.append(None)
+            commands.append(("EVALSHA", self._trim.sha, 1, *self._trim_args("tail", oldest)))
         claim_keys = (self.input, self.processing, self._attempts)
         commands.append(("EVALSHA", self._claim.sha, 3, *claim_keys, max_count, 1))
         commands.append(("EXEC",))
@@ -250,7 +273,7 @@ class RedisSource:
         except _ERRORS as exc:
             self._drop_pipe_conn()
             raise TransportError(f"redis unreachable: {exc}") from exc
-        return Sent(tuple(order), len(commands) - 2)
+        return Sent(tuple(order), len(commands) - 2, tuple(oldest))
 
     def finish(self, sent: Sent) -> tuple[Mapping[Destination, str], list[Claim]]:
         """Read the reply of ``send_commit_and_claim``: rejected destinations and the claim.
@@ -268,7 +291,10 @@ class RedisSource:
         except (*_ERRORS, redis.ResponseError) as exc:
             self._drop_pipe_conn()
             raise TransportError(f"commit outcome unknown: {exc}") from exc
-        rejected = _rejections(sent.order, replies[:-1], transaction=True)
+        pushed = len(sent.order)
+        rejected = _rejections(sent.order, replies[:pushed], transaction=True)
+        if sent.acked:
+            self._check_trim(replies[pushed], sent.acked)
         if isinstance(replies[-1], Exception):
             # NOSCRIPT (the server restarted): the commit took effect; the next claim loads it.
             log.info("claim script not cached on the server: %s", replies[-1])
@@ -296,16 +322,16 @@ class RedisSource:
         acks: Sequence[bytes],
         dead: Sequence[bytes],
         *,
-        latest: int = 0,
-        oldest: int = 0,
+        latest: Sequence[bytes] = (),
+        oldest: Sequence[bytes] = (),
     ) -> Mapping[Destination, str]:
         """Local pushes + dead letters + acks in one MULTI/EXEC round trip.
 
-        ``latest`` acknowledges the whole latest claim with one LTRIM (the claim LPUSHed it
-        to the head of the processing list), instead of sending every packet back for LREM:
-        half the bytes and a third of the server's work. Returns the destinations whose
-        LPUSH the server rejected (``WRONGTYPE``); everything else in the transaction took
-        effect. Raises TransportError when nothing did.
+        ``latest``/``oldest``: a whole claim (its packets in claim order) acknowledged by a
+        checked LTRIM at the head/tail of the processing list, instead of sending every
+        packet back for LREM: half the bytes and a third of the server's work. Returns the
+        destinations whose LPUSH the server rejected (``WRONGTYPE``); everything else in the
+        transaction took effect. Raises TransportError when nothing did.
         """
         pipe = self.client.pipeline(transaction=True)
         order: list[Destination | None] = []
@@ -316,19 +342,33 @@ class RedisSource:
         if dead:
             pipe.lpush(self._dead, *dead)
             order.append(None)
-        if latest:
-            pipe.ltrim(self.processing, latest, -1)
-            order.append(None)
-        if oldest:
-            pipe.ltrim(self.processing, 0, -(oldest + 1))
-            order.append(None)
         if acks:
             self._ack(keys=[self.processing, self._attempts], args=list(acks), client=pipe)
             order.append(None)
-        if not order:
+        claim, side = (latest, "head") if latest else (oldest, "tail")
+        if claim:
+            pipe.evalsha(self._trim.sha, 1, *self._trim_args(side, claim))
+        if not order and not claim:
             return {}
         replies = _guard(pipe.execute, raise_on_error=False)
-        return _rejections(order, replies, transaction=True)
+        rejected = _rejections(order, replies[: len(order)], transaction=True)
+        if claim:
+            self._check_trim(replies[-1], claim)
+        return rejected
+
+    def _trim_args(self, side: str, claim: Sequence[bytes]) -> tuple[Any, ...]:
+        return (self.processing, side, len(claim), claim[0], claim[-1])
+
+    def _check_trim(self, reply: Any, claim: Sequence[bytes]) -> None:
+        """After a trim: when it did not apply (the list was requeued meanwhile, or the
+        script is not cached yet), acknowledge the claim's packets by name instead."""
+        if reply == 1:
+            return
+        if isinstance(reply, redis.exceptions.NoScriptError):
+            _guard(self.client.script_load, _TRIM)
+        elif reply != 0:
+            log.error("acknowledging a claim by position failed: %s", reply)
+        _guard(self._ack, keys=[self.processing, self._attempts], args=list(claim))
 
     def release(self, raws: Sequence[bytes]) -> None:
         """Hand claimed packets back to the front of the input, in their original order."""
