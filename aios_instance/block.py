@@ -8,6 +8,7 @@ background thread and returns the ``Runtime`` handle (embedding, tests).
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -160,6 +161,10 @@ class Runtime:
                 s.block_id, s.instance_id, keys.inputs(s.block_id), _safe(s.redis_url),
                 s.claim_batch,
             )  # fmt: skip
+            # Everything built so far (the model, the libraries) lives as long as the process:
+            # keep it out of the collector's way, so a full collection does not walk it in
+            # the middle of a job (pauses of tens of ms with a large model or many imports).
+            gc.freeze()
             self.worker.run()
         except BaseException:
             # Unexpected (a bug, or user code raising SystemExit): the claimed packets are

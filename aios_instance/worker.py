@@ -161,7 +161,12 @@ class Worker:
         self.in_flight = len(claims)
         try:
             if claims:
-                if self._sent is None and _first_deliveries(claims) and self._may_claim_ahead():
+                if (
+                    self._sent is None
+                    and len(claims) >= self._claim_size  # a short claim: the input is dry
+                    and _first_deliveries(claims)
+                    and self._may_claim_ahead()
+                ):
                     # Start the pipeline: the next batch is claimed while this one runs.
                     self._send_ahead({}, None, ())
                 self.hooks.claimed(claims)

@@ -6,6 +6,7 @@ rejected pushes and an unreachable server.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Callable
@@ -198,6 +199,23 @@ def test_blocking_claim_wakes_up_when_a_packet_arrives(
     finally:
         timer.join()
     assert [c.raw for c in claims] == [b"late"]
+    assert redis_client.lrange(source.processing, 0, -1) == [b"late"]  # claimed on wake-up
+
+
+def test_a_blocking_claim_counts_the_deliveries_of_a_requeued_packet(
+    redis_server: EmbeddedRedis, redis_client: redis.Redis
+) -> None:
+    source = _source(redis_server, "i1")
+    redis_client.lpush(source.processing, b"held")  # something else held: not the one asked
+    redis_client.hset(keys.attempts(BLOCK), hashlib.sha1(b"again").hexdigest(), 2)
+    redis_client.hset(keys.attempts(BLOCK), hashlib.sha1(b"held").hexdigest(), 7)
+    timer = threading.Timer(0.1, redis_client.lpush, (keys.inputs(BLOCK), b"again"))
+    timer.start()
+    try:
+        claims = source.claim(8, 5.0)
+    finally:
+        timer.join()
+    assert claims == [Claim(b"again", 3)]  # requeued twice: this is its third delivery
 
 
 def test_requeue_of_a_lapsed_instance_goes_to_the_front_with_attempts(

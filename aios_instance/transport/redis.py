@@ -106,6 +106,15 @@ end
 return 0
 """
 
+# KEYS: processing, attempts. How often the packet at the head of the processing list (the
+# one a blocking claim just moved there) was requeued before.
+_HEAD_ATTEMPTS = """
+if redis.call('HLEN', KEYS[2]) == 0 then return 0 end
+local raw = redis.call('LINDEX', KEYS[1], 0)
+if not raw then return 0 end
+return tonumber(redis.call('HGET', KEYS[2], redis.sha1hex(raw)) or '0')
+"""
+
 # KEYS: processing, input. ARGV: packets in claim order. Hands them back to the front.
 _RELEASE = """
 for i = #ARGV, 1, -1 do
@@ -161,6 +170,7 @@ class RedisSource:
         self._requeue = client.register_script(_REQUEUE)
         self._release = client.register_script(_RELEASE)
         self._trim = client.register_script(_TRIM)  # sent by hand (EVALSHA) inside MULTI
+        self._head_attempts = client.register_script(_HEAD_ATTEMPTS)
         self._pipe_conn: Any = None  # held for send_commit_and_claim/finish
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -229,10 +239,14 @@ class RedisSource:
         if claims or timeout_s < 0.001:
             return claims
         wait_s = max(round(timeout_s, 3), 0.001)
-        # BLMOVE a list onto itself is a blocking peek: it rotates nothing and wakes us up.
-        if _guard(self.client.blmove, self.input, self.input, wait_s, "RIGHT", "RIGHT"):
-            return self._claim_now(max_count)
-        return []
+        # Wait for one packet and claim it in the same round trip: BLMOVE it to the
+        # processing list, then (queued behind it on the connection) read its delivery count.
+        pipe = self.client.pipeline(transaction=False)
+        # (redis-py types the timeout as int; Redis >= 6 takes fractional seconds.)
+        pipe.blmove(self.input, self.processing, wait_s, "RIGHT", "LEFT")  # type: ignore[arg-type]
+        self._head_attempts(keys=[self.processing, self._attempts], client=pipe)
+        raw, requeued = _guard(pipe.execute)
+        return [] if raw is None else [Claim(raw, 1 + int(requeued))]
 
     def _claim_now(self, max_count: int) -> list[Claim]:
         reply = _guard(
