@@ -135,8 +135,9 @@ def _redis_ops(bench: Bench, redis_pid: int, raws: Sequence[bytes]) -> dict[str,
     """The Redis traffic of one batch of 64, without the processing: wall and redis CPU.
 
     floor: BRPOP + RPOP 63 + LPUSH 64 (three round trips). runtime: what the worker's hot
-    path sends, one MULTI per batch: LPUSH outputs + LTRIM (the ack of the whole claim) + the
-    claim script for the next batch (RPOP, HLEN, LPUSH to the processing list).
+    path sends, one MULTI per batch: LPUSH outputs + the trim script (a checked LTRIM: the
+    ack of the whole claim) + the claim script for the next batch (RPOP, HLEN, LPUSH to the
+    processing list).
     per-packet ack: RedisSource.claim, then RedisSource.commit naming every packet (the
     general path: Lua LREM each), for comparison.
     """
@@ -149,10 +150,10 @@ def _redis_ops(bench: Bench, redis_pid: int, raws: Sequence[bytes]) -> dict[str,
             items = [r.brpop([INPUT_LIST], timeout=1)[1], *r.rpop(INPUT_LIST, BATCH - 1)]
             r.lpush(OUTPUT_LIST, *items)
 
-    def runtime() -> None:
+    def runtime() -> None:  # serially here; the worker overlaps it with the next batch
         items = [c.raw for c in source.claim(BATCH, 0.0)]
         for _ in range(batches):
-            _, claims = source.commit_latest_and_claim({dest: items}, len(items), BATCH)
+            _, claims = source.finish(source.send_commit_and_claim({dest: items}, items, BATCH))
             items = [c.raw for c in claims]
 
     def per_packet_ack() -> None:

@@ -62,7 +62,7 @@ class Plan:
 
 
 FULL = Plan(
-    packets=700_000,
+    packets=1_000_000,
     naive_packets=70_000,
     reps=3,
     io_packets=2_000,
