@@ -154,6 +154,18 @@ def _client_settings(settings: Settings, args: argparse.Namespace) -> Settings:
 
 
 # -- send / tail ----------------------------------------------------------------------------
+def _dead_letter_of(client: Any, dead: str, session: str) -> dict[str, Any] | None:
+    """The newest dead-letter record of ``session`` among the latest ones, if any."""
+    for raw in client.lrange(dead, 0, 99):
+        try:
+            record = _json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and record.get("session_id") == session:
+            return record
+    return None
+
+
 def _cmd_send(args: argparse.Namespace, settings: Settings) -> int:
     from .transport.redis import connect
 
@@ -179,20 +191,35 @@ def _cmd_send(args: argparse.Namespace, settings: Settings) -> int:
     if not reply:
         print(f"sent {args.count} packet(s) to {queue}")
         return 0
-    return _await_replies(client, reply, args.count, args.timeout)
+    dead = keys.dead_letters(settings.block_id)
+    try:
+        return _await_replies(client, reply, dead, session, args.count, args.timeout)
+    finally:
+        client.delete(reply)
 
 
-def _await_replies(client: Any, reply: str, count: int, timeout_s: float) -> int:
+def _await_replies(
+    client: Any, reply: str, dead: str, session: str, count: int, timeout_s: float
+) -> int:
+    """Print each output as it arrives; a job dead-lettered instead ends the wait at once."""
     deadline = time.monotonic() + timeout_s
-    for _ in range(count):
+    received = 0
+    while received < count:
         left = deadline - time.monotonic()
-        item = client.brpop([reply], timeout=max(left, 0.01)) if left > 0 else None
-        if item is None:
+        if left <= 0:
             print(f"error: no output within {timeout_s:g}s (is the block running?)",
                   file=sys.stderr)  # fmt: skip
             return 1
-        print(_pretty(decode_packet(_b(item[1])).data), flush=True)
-    client.delete(reply)
+        item = client.brpop([reply], timeout=min(max(left, 0.01), 0.25))
+        if item is not None:
+            print(_pretty(decode_packet(_b(item[1])).data), flush=True)
+            received += 1
+            continue
+        record = _dead_letter_of(client, dead, session)
+        if record is not None:
+            print(f"error: the job was dead-lettered ({record.get('outcome')}): "
+                  f"{record.get('reason')}", file=sys.stderr)  # fmt: skip
+            return 1
     return 0
 
 

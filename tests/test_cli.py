@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +99,30 @@ def test_send_wait_prints_outputs_and_times_out_without_a_block(
     code, out, err = _run(capsys, "send", *common, "--wait", "--timeout", "0.2")
     assert (code, out) == (1, "")
     assert "no output within 0.2s" in err
+
+
+def test_send_wait_reports_a_dead_lettered_job_at_once(
+    capsys: pytest.CaptureFixture[str], common: tuple[str, ...], redis_client: redis.Redis
+) -> None:
+    def reject() -> None:  # a stand-in block that dead-letters the job
+        _, raw = redis_client.brpop(["cb_inputs"], timeout=10)  # type: ignore[misc]
+        packet = decode_packet(raw)
+        record = dead_letter_record(
+            outcome="user_error", stage="on_data", reason="on_data failed: too cold",
+            packets=[raw], block_id="cb", instance_id="i", session_id=packet.session_id,
+            seq_no=packet.seq_no,
+        )  # fmt: skip
+        redis_client.lpush(keys.dead_letters("cb"), record)
+
+    thread = threading.Thread(target=reject)
+    thread.start()
+    t0 = time.monotonic()
+    code, out, err = _run(capsys, "send", *common, "--data", "{}", "--wait", "--timeout", "30")
+    thread.join()
+    assert time.monotonic() - t0 < 5  # not the whole timeout
+    assert (code, out) == (1, "")
+    assert err == "error: the job was dead-lettered (user_error): on_data failed: too cold\n"
+    assert redis_client.keys("aios:reply:*") == []
 
 
 def test_bad_data_and_missing_redis_are_one_line_errors(
