@@ -28,7 +28,7 @@ from typing import Any
 from . import keys
 from ._pipeline import Failure, Pipeline, PipelineResult
 from .deadletter import dead_letter_record
-from .errors import PacketDecodeError, TransportError
+from .errors import AckPendingError, PacketDecodeError, TransportError
 from .packet import decode_packet
 from .routing import Destination
 from .transport import Claim, Sent, Sink, Source
@@ -157,7 +157,12 @@ class Worker:
             return 0
         claims = self._take_next()
         if not claims:
-            claims = self.source.claim(self._claim_size, self._wait_s())
+            try:
+                claims = self.source.claim(self._claim_size, self._wait_s())
+            except TransportError:
+                # The claim may have moved packets whose reply never came: hand back.
+                self._unknown_outcome = True
+                raise
         self.in_flight = len(claims)
         try:
             if claims:
@@ -215,6 +220,9 @@ class Worker:
         result, pushed, acked, t0 = self._sent_batch
         try:
             rejected, claims = self.source.finish(sent)
+        except AckPendingError as exc:  # it all took effect but the acknowledgement
+            rejected, claims = exc.rejected, list(exc.claims)
+            self._park_ack(exc.raws)
         except TransportError:
             # The commit and the claim may or may not have happened: nothing held in memory
             # can be trusted. Everything claimed goes back to the input (served again).
@@ -226,6 +234,11 @@ class Worker:
             self._dead_letter_rejected(rejected, _origins(result, rejected))
         if acked:
             self.hooks.committed(pushed, Counter(), acked, time.perf_counter() - t0)
+
+    def _park_ack(self, raws: tuple[bytes, ...]) -> None:
+        """A commit took effect but not its acknowledgement: retry only that (by name)."""
+        self._parked.append(_Delivery(raws, first_failure=time.monotonic()))
+        self._refresh()
 
     def _hand_back_all(self) -> None:
         count = self.source.requeue_own()  # TransportError while Redis is still away
@@ -258,16 +271,9 @@ class Worker:
             return False
         if not _first_deliveries(claims):
             return False  # redeliveries carry an attempt count to clear: the general path
-        pushes: dict[Destination, list[bytes]] = {}
-        is_local = self._is_local
-        for out in result.outputs:
-            for dest in out.destinations:
-                bucket = pushes.get(dest)
-                if bucket is None:
-                    if not is_local(dest):
-                        return False
-                    bucket = pushes[dest] = []
-                bucket.append(out.payload)
+        pushes = self._local_pushes(result)
+        if pushes is None:
+            return False
         self._finish_sent()  # the previous commit, and with it the claim of the next batch
         oldest = not self._parked and self.pipeline.muxer is None  # nothing older is held
         if oldest and self._may_claim_ahead():
@@ -282,6 +288,9 @@ class Worker:
                 rejected = self.source.commit(pushes, (), (), oldest=raws)
             else:
                 rejected = self.source.commit(pushes, (), (), latest=raws)
+        except AckPendingError as exc:  # pushed; only the acknowledgement is still due
+            rejected = exc.rejected
+            self._park_ack(exc.raws)
         except TransportError:
             # Retried by the general path, which names each packet (LREM): safe to repeat.
             sources = tuple(claim.raw for claim in claims)
@@ -293,6 +302,20 @@ class Worker:
         pushed = sum(len(p) for p in pushes.values())
         self.hooks.committed(pushed, Counter(), len(claims), time.perf_counter() - t0)
         return True
+
+    def _local_pushes(self, result: PipelineResult) -> dict[Destination, list[bytes]] | None:
+        """Outputs by destination, or None when one goes anywhere but the input Redis."""
+        pushes: dict[Destination, list[bytes]] = {}
+        is_local = self._is_local
+        for out in result.outputs:
+            for dest in out.destinations:
+                bucket = pushes.get(dest)
+                if bucket is None:
+                    if not is_local(dest):
+                        return None
+                    bucket = pushes[dest] = []
+                bucket.append(out.payload)
+        return pushes
 
     def _may_claim_ahead(self) -> bool:
         """Whether the next claim can ride with this commit (not when stopping, nor when

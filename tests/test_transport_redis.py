@@ -202,6 +202,16 @@ def test_blocking_claim_wakes_up_when_a_packet_arrives(
     assert redis_client.lrange(source.processing, 0, -1) == [b"late"]  # claimed on wake-up
 
 
+@pytest.mark.parametrize("timeout_s", [0.0009, 0.001, 0.0012, 0.0049])
+def test_a_claim_never_sends_redis_a_timeout_it_reads_as_forever(
+    redis_server: EmbeddedRedis, timeout_s: float
+) -> None:
+    source = RedisSource(connect(redis_server.url, socket_timeout_s=1.0), BLOCK, "i1")
+    t0 = time.monotonic()
+    assert source.claim(8, timeout_s) == []  # returns at once: no TransportError after 1 s
+    assert time.monotonic() - t0 < 0.5
+
+
 def test_a_blocking_claim_counts_the_deliveries_of_a_requeued_packet(
     redis_server: EmbeddedRedis, redis_client: redis.Redis
 ) -> None:

@@ -582,3 +582,78 @@ def test_a_zombie_whose_list_was_requeued_strands_and_loses_nothing(
         assert redis_client.llen(worker.source.processing) == 0  # type: ignore[attr-defined]
     assert redis_client.llen(keys.inputs(BLOCK)) == 0
     assert _dead(redis_client) == []
+
+
+class _FlakySource(RedisSource):
+    """A real Redis source that can lose one reply: of a by-name acknowledgement after a
+    commit took effect, or of a claim that did move packets."""
+
+    lose_ack = False
+    lose_claim = False
+
+    def _check_trim(self, reply: Any, claim: Any) -> bool:
+        if self.lose_ack and reply == 1:
+            self.lose_ack = False
+            self.client.lpush(self.processing, *reversed(claim))  # as if never trimmed
+            return False
+        return super()._check_trim(reply, claim)
+
+    def claim(self, max_count: int, timeout_s: float) -> list[Any]:
+        claims = super().claim(max_count, timeout_s)
+        if self.lose_claim and claims:
+            self.lose_claim = False
+            raise TransportError("reply lost (injected)")
+        return claims
+
+
+def _flaky_worker(server: EmbeddedRedis) -> tuple[Worker, _FlakySource, SinkPool]:
+    default = destination_from_url(server.url, "OUT")
+    source = _FlakySource(connect(server.url), BLOCK, "w1", lease_ttl_s=5.0)
+    source.start()
+    pool = SinkPool(socket_timeout_s=2.0)
+    worker = Worker(
+        Pipeline(Echo(), Router(BLOCK, (default,))), source, pool, block_id=BLOCK,
+        instance_id="w1", claim_batch=16, idle_wait_s=0.05,
+    )  # fmt: skip
+    return worker, source, pool
+
+
+def test_an_acknowledgement_lost_after_its_commit_is_retried_alone_without_duplicates(
+    redis_server: EmbeddedRedis, redis_client: redis.Redis
+) -> None:
+    worker, source, pool = _flaky_worker(redis_server)
+    _send(redis_client, list(range(300)))
+    try:
+        for _ in range(3):
+            worker.step()
+        source.lose_ack = True
+        _step_until(worker, lambda: redis_client.llen("OUT") == 300)
+        _step_until(worker, lambda: redis_client.llen(source.processing) == 0)
+        assert source.lose_ack is False  # it happened
+        worker.stop()
+        worker.shutdown(5.0)
+    finally:
+        source.close()
+        pool.close()
+    assert _outputs(redis_client) == list(range(300))  # each once: only the ack was retried
+    assert redis_client.llen(keys.inputs(BLOCK)) == 0
+
+
+def test_a_claim_whose_reply_is_lost_hands_its_packets_back(
+    redis_server: EmbeddedRedis, redis_client: redis.Redis
+) -> None:
+    worker, source, pool = _flaky_worker(redis_server)
+    _send(redis_client, list(range(40)))
+    source.lose_claim = True
+    try:
+        with pytest.raises(TransportError):
+            worker.step()
+        assert redis_client.llen(source.processing) > 0  # moved, and nobody knows
+        _step_until(worker, lambda: len(set(_outputs(redis_client))) == 40)
+        worker.stop()
+        worker.shutdown(5.0)
+    finally:
+        source.close()
+        pool.close()
+    assert sorted(_outputs(redis_client)) == list(range(40))
+    assert redis_client.llen(source.processing) == 0

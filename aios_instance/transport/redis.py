@@ -14,6 +14,7 @@ dead-lettered after ``max_deliveries`` without taking its batch-mates with it.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -25,7 +26,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from .. import keys
-from ..errors import TransportError
+from ..errors import AckPendingError, TransportError
 from ..routing import Destination
 from . import Claim, Sent
 
@@ -34,6 +35,7 @@ __all__ = ["RedisSink", "RedisSource", "connect"]
 log = logging.getLogger(__name__)
 
 _ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
+_MIN_BLOCK_S = 0.005  # the shortest blocking wait sent to Redis (see claim)
 
 # KEYS: input, processing, attempts. ARGV: max count, ahead ('1': first deliveries only).
 # Returns {items} or {items, attempt counts} when any packet was ever requeued. A requeued
@@ -106,15 +108,6 @@ end
 return 0
 """
 
-# KEYS: processing, attempts. How often the packet at the head of the processing list (the
-# one a blocking claim just moved there) was requeued before.
-_HEAD_ATTEMPTS = """
-if redis.call('HLEN', KEYS[2]) == 0 then return 0 end
-local raw = redis.call('LINDEX', KEYS[1], 0)
-if not raw then return 0 end
-return tonumber(redis.call('HGET', KEYS[2], redis.sha1hex(raw)) or '0')
-"""
-
 # KEYS: processing, input. ARGV: packets in claim order. Hands them back to the front.
 _RELEASE = """
 for i = #ARGV, 1, -1 do
@@ -170,13 +163,13 @@ class RedisSource:
         self._requeue = client.register_script(_REQUEUE)
         self._release = client.register_script(_RELEASE)
         self._trim = client.register_script(_TRIM)  # sent by hand (EVALSHA) inside MULTI
-        self._head_attempts = client.register_script(_HEAD_ATTEMPTS)
         self._pipe_conn: Any = None  # held for send_commit_and_claim/finish
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> int:
         """Take the lease and requeue what a previous run with this instance id left claimed."""
         self.renew_lease()
+        _guard(self.client.script_load, _TRIM)  # sent by hand in transactions: cache it now
         left = int(self._run_requeue(self.instance_id, force=True, count_attempt=True))
         if left:
             log.warning("requeued %d packets left claimed by a previous run of %s",
@@ -234,19 +227,25 @@ class RedisSource:
     def claim(self, max_count: int, timeout_s: float) -> list[Claim]:
         """Claim up to max_count packets; block up to timeout_s when the input is empty."""
         claims = self._claim_now(max_count)
-        # Redis counts blocking timeouts in whole milliseconds and reads 0 as "forever": a
-        # wait under 1 ms would block until the socket times out, past any batch deadline.
-        if claims or timeout_s < 0.001:
+        # Redis turns a blocking timeout into whole milliseconds, truncating, and reads 0 as
+        # "forever" (0.001 s already blocks forever on Redis 6.2): a wait that short would
+        # block until the socket times out, past any batch deadline. Do not block for it.
+        if claims or timeout_s < _MIN_BLOCK_S:
             return claims
-        wait_s = max(round(timeout_s, 3), 0.001)
+        wait_s = round(timeout_s, 3)
         # Wait for one packet and claim it in the same round trip: BLMOVE it to the
         # processing list, then (queued behind it on the connection) read its delivery count.
         pipe = self.client.pipeline(transaction=False)
         # (redis-py types the timeout as int; Redis >= 6 takes fractional seconds.)
         pipe.blmove(self.input, self.processing, wait_s, "RIGHT", "LEFT")  # type: ignore[arg-type]
-        self._head_attempts(keys=[self.processing, self._attempts], client=pipe)
-        raw, requeued = _guard(pipe.execute)
-        return [] if raw is None else [Claim(raw, 1 + int(requeued))]
+        pipe.hlen(self._attempts)
+        raw, requeued_any = _guard(pipe.execute)
+        if raw is None:
+            return []
+        if not requeued_any:  # the common case: nothing was ever requeued, one round trip
+            return [Claim(raw, 1)]
+        count = _guard(self.client.hget, self._attempts, hashlib.sha1(raw).hexdigest())
+        return [Claim(raw, 1 + int(count or 0))]
 
     def _claim_now(self, max_count: int) -> list[Claim]:
         reply = _guard(
@@ -307,13 +306,15 @@ class RedisSource:
             raise TransportError(f"commit outcome unknown: {exc}") from exc
         pushed = len(sent.order)
         rejected = _rejections(sent.order, replies[:pushed], transaction=True)
-        if sent.acked:
-            self._check_trim(replies[pushed], sent.acked)
+        claims: list[Claim] = []
         if isinstance(replies[-1], Exception):
             # NOSCRIPT (the server restarted): the commit took effect; the next claim loads it.
             log.info("claim script not cached on the server: %s", replies[-1])
-            return rejected, []
-        return rejected, _claims_of(replies[-1])
+        else:
+            claims = _claims_of(replies[-1])
+        if sent.acked and not self._check_trim(replies[pushed], sent.acked):
+            raise AckPendingError("acknowledgement not sent", sent.acked, claims, rejected)
+        return rejected, claims
 
     def requeue_own(self) -> int:
         """Hand everything this instance holds claimed back to the front of the input (not
@@ -366,23 +367,29 @@ class RedisSource:
             return {}
         replies = _guard(pipe.execute, raise_on_error=False)
         rejected = _rejections(order, replies[: len(order)], transaction=True)
-        if claim:
-            self._check_trim(replies[-1], claim)
+        if claim and not self._check_trim(replies[-1], claim):
+            raise AckPendingError("acknowledgement not sent", tuple(claim), [], rejected)
         return rejected
 
     def _trim_args(self, side: str, claim: Sequence[bytes]) -> tuple[Any, ...]:
         return (self.processing, side, len(claim), claim[0], claim[-1])
 
-    def _check_trim(self, reply: Any, claim: Sequence[bytes]) -> None:
+    def _check_trim(self, reply: Any, claim: Sequence[bytes]) -> bool:
         """After a trim: when it did not apply (the list was requeued meanwhile, or the
-        script is not cached yet), acknowledge the claim's packets by name instead."""
+        script was flushed), acknowledge the claim's packets by name instead. False when
+        that failed too: the commit took effect, the acknowledgement is still due."""
         if reply == 1:
-            return
-        if isinstance(reply, redis.exceptions.NoScriptError):
-            _guard(self.client.script_load, _TRIM)
-        elif reply != 0:
-            log.error("acknowledging a claim by position failed: %s", reply)
-        _guard(self._ack, keys=[self.processing, self._attempts], args=list(claim))
+            return True
+        if reply != 0:
+            log.warning("acknowledging a claim by position failed (%s); naming it", reply)
+        try:
+            if isinstance(reply, redis.exceptions.NoScriptError):
+                _guard(self.client.script_load, _TRIM)
+            _guard(self._ack, keys=[self.processing, self._attempts], args=list(claim))
+        except TransportError as exc:
+            log.warning("could not acknowledge %d packets by name: %s", len(claim), exc)
+            return False
+        return True
 
     def release(self, raws: Sequence[bytes]) -> None:
         """Hand claimed packets back to the front of the input, in their original order."""
