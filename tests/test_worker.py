@@ -506,50 +506,6 @@ def test_a_commit_with_no_reply_hands_everything_back_and_loses_nothing(
     assert redis_client.llen(keys.inputs(BLOCK)) == 0
 
 
-class _SendFailsOnce(RedisSource):
-    """A real Redis source whose next send fails before reaching the server (a refused
-    reconnect): the batches held may be stranded in the processing list."""
-
-    fail_next_send = False
-
-    def send_commit_and_claim(self, *args: Any, **kwargs: Any) -> Any:
-        if self.fail_next_send:
-            self.fail_next_send = False
-            raise TransportError("connection refused (injected)")
-        return super().send_commit_and_claim(*args, **kwargs)
-
-
-def test_a_failed_send_hands_everything_back_and_loses_nothing(
-    redis_server: EmbeddedRedis, redis_client: redis.Redis
-) -> None:
-    default = destination_from_url(redis_server.url, "OUT")
-    source = _SendFailsOnce(connect(redis_server.url), BLOCK, "w1", lease_ttl_s=5.0)
-    source.start()
-    pool = SinkPool(socket_timeout_s=2.0)
-    worker = Worker(
-        Pipeline(Echo(), Router(BLOCK, (default,))), source, pool, block_id=BLOCK,
-        instance_id="w1", claim_batch=16, idle_wait_s=0.05,
-    )  # fmt: skip
-    _send(redis_client, list(range(300)))
-    try:
-        for _ in range(3):
-            worker.step()
-        source.fail_next_send = True
-        with pytest.raises(TransportError):
-            worker.step()
-        _step_until(worker, lambda: len(set(_outputs(redis_client))) == 300)
-        worker.stop()
-        worker.shutdown(5.0)
-    finally:
-        source.close()
-        pool.close()
-    outputs = _outputs(redis_client)
-    assert sorted(set(outputs)) == list(range(300))
-    assert len(outputs) - 300 <= 2 * 16
-    assert redis_client.llen(source.processing) == 0
-    assert redis_client.llen(keys.inputs(BLOCK)) == 0
-
-
 def test_a_zombie_whose_list_was_requeued_strands_and_loses_nothing(
     make_worker: Make, redis_client: redis.Redis, redis_server: EmbeddedRedis
 ) -> None:
@@ -585,11 +541,19 @@ def test_a_zombie_whose_list_was_requeued_strands_and_loses_nothing(
 
 
 class _FlakySource(RedisSource):
-    """A real Redis source that can lose one reply: of a by-name acknowledgement after a
-    commit took effect, or of a claim that did move packets."""
+    """A real Redis source that can fail once: a send that never reaches the server (a
+    refused reconnect), or a lost reply of a by-name acknowledgement after its commit took
+    effect, or of a claim that did move packets."""
 
+    lose_send = False
     lose_ack = False
     lose_claim = False
+
+    def send_commit_and_claim(self, *args: Any, **kwargs: Any) -> Any:
+        if self.lose_send:
+            self.lose_send = False
+            raise TransportError("connection refused (injected)")
+        return super().send_commit_and_claim(*args, **kwargs)
 
     def _check_trim(self, reply: Any, claim: Any) -> bool:
         if self.lose_ack and reply == 1:
@@ -657,3 +621,27 @@ def test_a_claim_whose_reply_is_lost_hands_its_packets_back(
         pool.close()
     assert sorted(_outputs(redis_client)) == list(range(40))
     assert redis_client.llen(source.processing) == 0
+
+
+def test_a_failed_send_hands_everything_back_and_loses_nothing(
+    redis_server: EmbeddedRedis, redis_client: redis.Redis
+) -> None:
+    worker, source, pool = _flaky_worker(redis_server)
+    _send(redis_client, list(range(300)))
+    try:
+        for _ in range(3):
+            worker.step()
+        source.lose_send = True
+        with pytest.raises(TransportError):
+            worker.step()
+        _step_until(worker, lambda: len(set(_outputs(redis_client))) == 300)
+        worker.stop()
+        worker.shutdown(5.0)
+    finally:
+        source.close()
+        pool.close()
+    outputs = _outputs(redis_client)
+    assert sorted(set(outputs)) == list(range(300))
+    assert len(outputs) - 300 <= 2 * 16
+    assert redis_client.llen(source.processing) == 0
+    assert redis_client.llen(keys.inputs(BLOCK)) == 0
