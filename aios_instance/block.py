@@ -57,10 +57,19 @@ class Block:
         self.runtime: Runtime | None = None
 
     def run(self) -> None:
-        """Serve until SIGTERM/SIGINT, then drain and return."""
-        runtime = self._build()
-        previous = _install_signals(runtime.stop)
+        """Serve until SIGTERM/SIGINT, then drain and return.
+
+        A signal while the block is still being constructed (a model loading) ends the
+        start at once: nothing is claimed yet, so ``run()`` just returns.
+        """
+        previous = _install_signals(_stop_starting)
         try:
+            try:
+                runtime = self._build()
+                _install_signals(runtime.stop)
+            except _StopWhileStarting:
+                log.info("stop requested while the block was starting; exiting")
+                return
             runtime.serve()
         finally:
             _restore_signals(previous)
@@ -378,6 +387,15 @@ def _safe(url: str) -> str:
         return url
     scheme, rest = url.split("://", 1)
     return f"{scheme}://***@{rest.split('@', 1)[1]}"
+
+
+class _StopWhileStarting(BaseException):
+    """Raised by the signal handler installed while the block is constructed (a
+    BaseException, so that user code catching Exception does not swallow it)."""
+
+
+def _stop_starting() -> None:
+    raise _StopWhileStarting
 
 
 def _install_signals(stop: Callable[[], None]) -> dict[int, Any]:

@@ -58,6 +58,15 @@ def percentile(values: Sequence[float], pct: float) -> float:
     return ordered[rank - 1]
 
 
+def _wait_ready(consumer: Consumer, r: redis.Redis, timeout_s: float) -> None:
+    """Wait until ``consumer`` serves, or has exited, or ``timeout_s`` passed."""
+    deadline = time.monotonic() + timeout_s
+    while consumer.proc.poll() is None and not consumer.ready(r):
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.02)
+
+
 class Consumer:
     """One consumer subprocess (``python -m bench.consumers MODE ...``)."""
 
@@ -218,6 +227,10 @@ class Bench:
             self.verify(n, ts, verify_all=verify_all)
             peaks = [(c.memory_kb("VmHWM") or 0) / 1024 for c in consumers]
         finally:
+            # A consumer that is still starting when the others have drained everything
+            # (two instances, few packets) is stopped once it serves, not mid-start.
+            for c in consumers:
+                _wait_ready(c, self.r, 30.0)
             codes = [c.stop() for c in consumers]
             for c in consumers:
                 c.close()

@@ -344,6 +344,44 @@ def test_sigterm_mid_stream_drains_and_exits_0(
     client.close()
 
 
+LOADING_BLOCK = '''
+import pathlib, time
+
+class Loading:
+    """A block whose constructor takes long (a model loading); it says when it has begun."""
+
+    def __init__(self, context):
+        pathlib.Path({marker!r}).write_text("loading")
+        time.sleep(60)
+
+    def on_preprocess(self, packet):
+        return True, []
+
+    def on_data(self, entry):
+        return True, None
+'''
+
+
+@pytest.mark.slow
+def test_sigterm_while_the_block_is_constructed_exits_0_at_once(
+    redis_factory: Callable[[], EmbeddedRedis], procs: Procs, tmp_path: Path
+) -> None:
+    server = redis_factory()
+    client = _client(server.url)
+    marker = tmp_path / "loading"
+    (tmp_path / "loading_block.py").write_text(LOADING_BLOCK.format(marker=str(marker)))
+    _send_stream(client, "l", 10)
+    block = procs.block(f"{tmp_path / 'loading_block.py'}:Loading", server.url, "l")
+    _poll(marker.exists, 20, "the constructor to begin")
+    t0 = time.monotonic()
+    block.send_signal(signal.SIGTERM)
+    assert block.wait(10) == 0
+    assert time.monotonic() - t0 < 5.0  # not after the 60 s load
+    assert client.llen(keys.inputs("l")) == 10  # nothing was claimed
+    assert client.keys("aios:l:processing:*") == []
+    client.close()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("crash", sorted(CRASHES))
 def test_a_packet_that_kills_the_process_is_dead_lettered_alone(
