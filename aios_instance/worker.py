@@ -23,7 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import keys
 from ._pipeline import Failure, Pipeline, PipelineResult
@@ -77,6 +77,16 @@ class _Delivery:
     first_failure: float = 0.0
 
 
+class _InFlight(NamedTuple):
+    """A commit sent ahead and not yet finished, with what to account for once it is."""
+
+    sent: Sent
+    result: PipelineResult | None  # the batch it commits (None: a claim only)
+    pushed: int
+    acked: int
+    t0: float
+
+
 @dataclass
 class _Endpoint:
     """Backoff state of an endpoint whose last push failed."""
@@ -128,8 +138,7 @@ class Worker:
         self.claim_target_s = claim_target_s
         self._claim_size = min(claim_batch, _FIRST_CLAIM)
         self._next: list[Claim] = []  # claimed with the last commit, not yet processed
-        self._sent: Sent | None = None  # the commit in flight
-        self._sent_batch: tuple[PipelineResult | None, int, int, float] = (None, 0, 0, 0.0)
+        self._sent: _InFlight | None = None  # the commit in flight
         self._unknown_outcome = False  # a commit failed with no reply: hand everything back
         self.in_flight = 0
 
@@ -202,7 +211,7 @@ class Worker:
     ) -> None:
         raws = [claim.raw for claim in claims]
         try:
-            self._sent = self.source.send_commit_and_claim(pushes, raws, self._claim_size)
+            sent = self.source.send_commit_and_claim(pushes, raws, self._claim_size)
         except TransportError:
             # Whatever is held (this batch, the one claimed ahead) may be stranded in the
             # processing list: hand everything back once Redis answers.
@@ -210,14 +219,14 @@ class Worker:
             self._unknown_outcome = True
             raise
         pushed = sum(len(p) for p in pushes.values())
-        self._sent_batch = (result, pushed, len(claims), time.perf_counter())
+        self._sent = _InFlight(sent, result, pushed, len(claims), time.perf_counter())
 
     def _finish_sent(self) -> None:
         """Read the reply of the commit in flight: account for it, keep its claim."""
-        sent, self._sent = self._sent, None
-        if sent is None:
+        in_flight, self._sent = self._sent, None
+        if in_flight is None:
             return
-        result, pushed, acked, t0 = self._sent_batch
+        sent, result, pushed, acked, t0 = in_flight
         try:
             rejected, claims = self.source.finish(sent)
         except AckPendingError as exc:  # it all took effect but the acknowledgement
@@ -259,11 +268,11 @@ class Worker:
         result = self.pipeline.process_batch(fresh) if fresh else PipelineResult()
         self._adapt_claim_size(time.perf_counter() - t0, len(claims))
         self.hooks.processed(result)
-        if not poison and self._commit_latest(result, claims):
+        if not poison and self._commit_fast(result, claims):
             return
         self._commit(result, [c.raw for c in claims], self._poison_records(poison))
 
-    def _commit_latest(self, result: PipelineResult, claims: Sequence[Claim]) -> bool:
+    def _commit_fast(self, result: PipelineResult, claims: Sequence[Claim]) -> bool:
         """The common case in one loop: first deliveries whose outputs all go to the input
         Redis, nothing failed, buffered or released. The commit acknowledges the whole claim
         without naming its packets. False (nothing done) when the general path is needed."""
@@ -293,8 +302,7 @@ class Worker:
             self._park_ack(exc.raws)
         except TransportError:
             # Retried by the general path, which names each packet (LREM): safe to repeat.
-            sources = tuple(claim.raw for claim in claims)
-            self._parked.append(_Delivery(sources, pushes, first_failure=time.monotonic()))
+            self._parked.append(_Delivery(tuple(raws), pushes, first_failure=time.monotonic()))
             self._refresh()
             raise
         if rejected:

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -88,9 +88,9 @@ def cli_env(**extra: str) -> dict[str, str]:
 class Procs:
     """Processes of one test (blocks, redis-servers), ended by PID at teardown."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, started: list[subprocess.Popen[bytes]]) -> None:
         self.tmp_path = tmp_path
-        self.started: list[subprocess.Popen[bytes]] = []
+        self.started = started  # the `spawned` fixture ends them
 
     def block(
         self, spec: str, redis_url: str, block_id: str, **env: str
@@ -121,22 +121,10 @@ class Procs:
         self.started.append(proc)
         return proc
 
-    def close(self) -> None:
-        for proc in self.started:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(10)
-
 
 @pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Procs]:
-    p = Procs(tmp_path)
-    yield p
-    p.close()
+def procs(tmp_path: Path, spawned: list[subprocess.Popen[bytes]]) -> Procs:
+    return Procs(tmp_path, spawned)
 
 
 def _pings(client: redis.Redis) -> bool:

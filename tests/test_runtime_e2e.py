@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +40,9 @@ def cli_env(**extra: str) -> dict[str, str]:
 class Procs:
     """Block processes of one test: output to a log file, ended by PID at teardown."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, started: list[subprocess.Popen[bytes]]) -> None:
         self.tmp_path = tmp_path
-        self.started: list[subprocess.Popen[bytes]] = []
+        self.started = started  # the `spawned` fixture ends them
         self.logs: dict[int, Path] = {}
 
     def run(self, *args: str, **env: str) -> subprocess.Popen[bytes]:
@@ -73,22 +73,10 @@ class Procs:
         proc.send_signal(signal.SIGTERM)
         return proc.wait(timeout_s)
 
-    def close(self) -> None:
-        for proc in self.started:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(10)
-
 
 @pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Procs]:
-    p = Procs(tmp_path)
-    yield p
-    p.close()
+def procs(tmp_path: Path, spawned: list[subprocess.Popen[bytes]]) -> Procs:
+    return Procs(tmp_path, spawned)
 
 
 def cli(*args: str, timeout_s: float = 30, **env: str) -> subprocess.CompletedProcess[str]:

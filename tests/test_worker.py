@@ -78,15 +78,22 @@ def make_worker(redis_server: EmbeddedRedis, redis_client: redis.Redis) -> Itera
     """Workers on the session server (flushed by redis_client); closed at teardown."""
     made: list[tuple[RedisSource, SinkPool]] = []
 
-    def make(block: Any = None, instance: str = "w1", **options: Any) -> Worker:
+    def make(
+        block: Any = None,
+        instance: str = "w1",
+        source_class: type[RedisSource] = RedisSource,
+        sinks: Callable[[SinkPool], Any] = lambda pool: pool,
+        **options: Any,
+    ) -> Worker:
         default = destination_from_url(redis_server.url, "OUT")
         pipeline = Pipeline(block or Echo(), Router(BLOCK, (default,)))
-        source = RedisSource(connect(redis_server.url), BLOCK, instance, lease_ttl_s=5.0)
+        source = source_class(connect(redis_server.url), BLOCK, instance, lease_ttl_s=5.0)
         source.start()
         pool = SinkPool(socket_timeout_s=2.0)
         made.append((source, pool))
         options.setdefault("idle_wait_s", 0.05)
-        return Worker(pipeline, source, pool, block_id=BLOCK, instance_id=instance, **options)
+        sink_for = sinks(pool)
+        return Worker(pipeline, source, sink_for, block_id=BLOCK, instance_id=instance, **options)
 
     yield make
     for source, pool in made:
@@ -429,32 +436,25 @@ def test_claims_shrink_to_the_target_for_a_slow_block_and_grow_for_a_fast_one(
 
 
 def test_an_address_no_client_accepts_is_dead_lettered_and_the_loop_goes_on(
-    redis_server: EmbeddedRedis, redis_client: redis.Redis
+    make_worker: Make, redis_client: redis.Redis
 ) -> None:
-    pool = SinkPool(socket_timeout_s=2.0)
+    def refusing(pool: SinkPool) -> Callable[[Destination], Any]:
+        def sink_for(dest: Destination) -> Any:
+            if dest.host == "unusable.invalid":  # what a client constructor refuses
+                raise ValueError("Port could not be cast to integer value")
+            return pool(dest)
 
-    def sink_for(dest: Destination) -> Any:
-        if dest.host == "unusable.invalid":  # what a client constructor refuses
-            raise ValueError("Port could not be cast to integer value")
-        return pool(dest)
+        return sink_for
 
-    default = destination_from_url(redis_server.url, "OUT")
-    source = RedisSource(connect(redis_server.url), BLOCK, "w1", lease_ttl_s=5.0)
-    source.start()
-    hooks = CountingHooks()
-    worker = Worker(
-        Pipeline(Echo(), Router(BLOCK, (default,))), source, sink_for, block_id=BLOCK,
-        instance_id="w1", idle_wait_s=0.05, hooks=hooks,
-    )  # fmt: skip
+    worker = make_worker(sinks=refusing)
+    hooks = worker.hooks = CountingHooks()
+    source = worker.source
+    assert isinstance(source, RedisSource)
     bad = json.dumps({"outputs": [{"host": "unusable.invalid", "port": 1, "queue_name": "Q"}]})
     _send(redis_client, [0, 1], output_ptr=bad)
     _send(redis_client, [2, 3], seq0=2)
-    try:
-        _step_until(worker, lambda: redis_client.llen("OUT") == 2)
-        _step_until(worker, lambda: len(_dead(redis_client)) == 2)
-    finally:
-        source.close()
-        pool.close()
+    _step_until(worker, lambda: redis_client.llen("OUT") == 2)
+    _step_until(worker, lambda: len(_dead(redis_client)) == 2)
     records = _dead(redis_client)
     assert sorted(r["seq_no"] for r in records) == [0, 1]  # one record per input
     for record in records:
@@ -570,76 +570,58 @@ class _FlakySource(RedisSource):
         return claims
 
 
-def _flaky_worker(server: EmbeddedRedis) -> tuple[Worker, _FlakySource, SinkPool]:
-    default = destination_from_url(server.url, "OUT")
-    source = _FlakySource(connect(server.url), BLOCK, "w1", lease_ttl_s=5.0)
-    source.start()
-    pool = SinkPool(socket_timeout_s=2.0)
-    worker = Worker(
-        Pipeline(Echo(), Router(BLOCK, (default,))), source, pool, block_id=BLOCK,
-        instance_id="w1", claim_batch=16, idle_wait_s=0.05,
-    )  # fmt: skip
-    return worker, source, pool
+def _flaky(make_worker: Make) -> tuple[Worker, _FlakySource]:
+    worker = make_worker(source_class=_FlakySource, claim_batch=16)
+    assert isinstance(worker.source, _FlakySource)
+    return worker, worker.source
 
 
 def test_an_acknowledgement_lost_after_its_commit_is_retried_alone_without_duplicates(
-    redis_server: EmbeddedRedis, redis_client: redis.Redis
+    make_worker: Make, redis_client: redis.Redis
 ) -> None:
-    worker, source, pool = _flaky_worker(redis_server)
+    worker, source = _flaky(make_worker)
     _send(redis_client, list(range(300)))
-    try:
-        for _ in range(3):
-            worker.step()
-        source.lose_ack = True
-        _step_until(worker, lambda: redis_client.llen("OUT") == 300)
-        _step_until(worker, lambda: redis_client.llen(source.processing) == 0)
-        assert source.lose_ack is False  # it happened
-        worker.stop()
-        worker.shutdown(5.0)
-    finally:
-        source.close()
-        pool.close()
+    for _ in range(3):
+        worker.step()
+    source.lose_ack = True
+    _step_until(worker, lambda: redis_client.llen("OUT") == 300)
+    _step_until(worker, lambda: redis_client.llen(source.processing) == 0)
+    assert source.lose_ack is False  # it happened
+    worker.stop()
+    worker.shutdown(5.0)
     assert _outputs(redis_client) == list(range(300))  # each once: only the ack was retried
     assert redis_client.llen(keys.inputs(BLOCK)) == 0
 
 
 def test_a_claim_whose_reply_is_lost_hands_its_packets_back(
-    redis_server: EmbeddedRedis, redis_client: redis.Redis
+    make_worker: Make, redis_client: redis.Redis
 ) -> None:
-    worker, source, pool = _flaky_worker(redis_server)
+    worker, source = _flaky(make_worker)
     _send(redis_client, list(range(40)))
     source.lose_claim = True
-    try:
-        with pytest.raises(TransportError):
-            worker.step()
-        assert redis_client.llen(source.processing) > 0  # moved, and nobody knows
-        _step_until(worker, lambda: len(set(_outputs(redis_client))) == 40)
-        worker.stop()
-        worker.shutdown(5.0)
-    finally:
-        source.close()
-        pool.close()
+    with pytest.raises(TransportError):
+        worker.step()
+    assert redis_client.llen(source.processing) > 0  # moved, and nobody knows
+    _step_until(worker, lambda: len(set(_outputs(redis_client))) == 40)
+    worker.stop()
+    worker.shutdown(5.0)
     assert sorted(_outputs(redis_client)) == list(range(40))
     assert redis_client.llen(source.processing) == 0
 
 
 def test_a_failed_send_hands_everything_back_and_loses_nothing(
-    redis_server: EmbeddedRedis, redis_client: redis.Redis
+    make_worker: Make, redis_client: redis.Redis
 ) -> None:
-    worker, source, pool = _flaky_worker(redis_server)
+    worker, source = _flaky(make_worker)
     _send(redis_client, list(range(300)))
-    try:
-        for _ in range(3):
-            worker.step()
-        source.lose_send = True
-        with pytest.raises(TransportError):
-            worker.step()
-        _step_until(worker, lambda: len(set(_outputs(redis_client))) == 300)
-        worker.stop()
-        worker.shutdown(5.0)
-    finally:
-        source.close()
-        pool.close()
+    for _ in range(3):
+        worker.step()
+    source.lose_send = True
+    with pytest.raises(TransportError):
+        worker.step()
+    _step_until(worker, lambda: len(set(_outputs(redis_client))) == 300)
+    worker.stop()
+    worker.shutdown(5.0)
     outputs = _outputs(redis_client)
     assert sorted(set(outputs)) == list(range(300))
     assert len(outputs) - 300 <= 2 * 16

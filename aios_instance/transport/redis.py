@@ -360,6 +360,8 @@ class RedisSource:
         if acks:
             self._ack(keys=[self.processing, self._attempts], args=list(acks), client=pipe)
             order.append(None)
+        if latest and oldest:
+            raise ValueError("a commit acknowledges the latest claim or the oldest, not both")
         claim, side = (latest, "head") if latest else (oldest, "tail")
         if claim:
             pipe.evalsha(self._trim.sha, 1, *self._trim_args(side, claim))
