@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import time
 
-from ._pipeline import Failure, Outcome, Output, Pipeline, PipelineResult
-from .block import Block, Runtime
 from .blockdata import BlockData, load_block_data
 from .context import Context
 from .contract import BatchBlockProtocol, BlockProtocol
@@ -29,6 +27,8 @@ from .metrics import AIOSMetrics
 from .packet import AIOSPacket, FileInfo, decode_packet, make_packet
 from .results import OnDataResult, PreProcessResult
 from .routing import Destination, Router
+from .runtime.block import Block, Runtime
+from .runtime.pipeline import Failure, Outcome, Output, Pipeline, PipelineResult
 from .sessions import SessionsManager
 from .settings import Settings
 from .sidecars import BlockSideCars, SidecarConsumer

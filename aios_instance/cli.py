@@ -30,9 +30,9 @@ from types import FrameType
 from typing import Any, NoReturn
 
 from . import _json, keys
-from .deadletter import record_packets
 from .errors import AIOSError, ConfigError, PacketDecodeError
 from .packet import decode_packet, make_packet
+from .runtime.deadletter import record_packets
 from .settings import Settings
 
 __all__ = ["load_block_class", "main"]
@@ -74,8 +74,8 @@ def load_block_class(spec: str) -> type[Any]:
 
 # -- run ------------------------------------------------------------------------------------
 def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from .block import Block
     from .blockdata import load_block_data
+    from .runtime.block import Block
 
     block_class = load_block_class(args.block)
     # Block data first: a missing file or BlocksDB fails before anything is started.

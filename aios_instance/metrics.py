@@ -491,4 +491,4 @@ def _pick(children: Mapping[str, Any], value: str, label: str) -> Any:
 
 
 # Kept importable from here; the exporter lives in its own module.
-from .exporter import MetricsExporter  # noqa: E402
+from .control.exporter import MetricsExporter  # noqa: E402

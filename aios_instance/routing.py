@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeAlias
 from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 
-from aios_instance import _json
-from aios_instance.errors import ConfigError, RoutingError
+from . import _json
+from .errors import ConfigError, RoutingError
 
 __all__ = ["DEFAULT_REDIS_PORT", "Destination", "Router", "destination_from_url"]
 

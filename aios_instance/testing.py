@@ -15,11 +15,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from . import _json
-from ._pipeline import Failure, Pipeline, PipelineResult
 from .context import Context
 from .errors import AIOSError
 from .packet import AIOSPacket, decode_packet, make_packet
 from .routing import Destination, Router
+from .runtime.pipeline import Failure, Pipeline, PipelineResult
 
 __all__ = ["BlockTestError", "BlockTester", "TestContext"]
 

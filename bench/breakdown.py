@@ -26,16 +26,16 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from aios_instance import _json
-from aios_instance._pipeline import Pipeline
 from aios_instance.embedded import EmbeddedRedis
-from aios_instance.hooks import MetricsHooks
 from aios_instance.metrics import AIOSMetrics, RuntimeMetrics
 from aios_instance.packet import decode_packet, encode_output
 from aios_instance.routing import Router, destination_from_url
+from aios_instance.runtime.hooks import MetricsHooks
+from aios_instance.runtime.pipeline import Pipeline
+from aios_instance.runtime.worker import Worker
 from aios_instance.testing import TestContext
 from aios_instance.transport.memory import MemorySource
 from aios_instance.transport.redis import RedisSource
-from aios_instance.worker import Worker
 
 from .blocks import ThresholdBlock
 from .common import (

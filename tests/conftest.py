@@ -56,3 +56,10 @@ def spawned() -> Iterator[list[subprocess.Popen[bytes]]]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(10)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/system is marked ``system`` (select or skip with ``-m``)."""
+    for item in items:
+        if "system" in item.path.parts[-2:-1]:
+            item.add_marker(pytest.mark.system)

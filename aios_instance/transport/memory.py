@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 from ..errors import TransportError
 from ..routing import Destination
-from . import Claim, Sent
+from .base import Claim, Sent
 
 __all__ = ["MemorySink", "MemorySource"]
 

@@ -28,7 +28,7 @@ from redis.retry import Retry
 from .. import keys
 from ..errors import AckPendingError, TransportError
 from ..routing import Destination
-from . import Claim, Sent
+from .base import Claim, Sent
 
 __all__ = ["RedisSink", "RedisSource", "connect"]
 

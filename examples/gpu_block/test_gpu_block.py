@@ -15,11 +15,11 @@ import pytest
 import redis
 
 from aios_instance import Block, BlockTester, TestContext, keys, state
-from aios_instance.block import Runtime
 from aios_instance.blockdata import BlockData
 from aios_instance.cli import load_block_class
 from aios_instance.embedded import EmbeddedRedis, free_port
 from aios_instance.packet import decode_packet, make_packet
+from aios_instance.runtime.block import Runtime
 from aios_instance.settings import Settings
 
 GpuBlock = load_block_class(f"{Path(__file__).with_name('block.py')}:GpuBlock")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -15,24 +14,13 @@ import pytest
 import redis
 
 from aios_instance import Block, OnDataResult, PreProcessResult, keys
-from aios_instance.block import Runtime
-from aios_instance.deadletter import record_packets
 from aios_instance.embedded import EmbeddedRedis, free_port
+from aios_instance.runtime.block import Runtime
+from aios_instance.runtime.deadletter import record_packets
 from aios_instance.settings import Settings
+from tests.support import eventually
 
 QUEUE = keys.PARAMETER_UPDATES
-
-
-def wait_for(predicate: Callable[[], Any], timeout_s: float = 10.0, what: str = "") -> Any:
-    """Poll until predicate() is truthy; fail after the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what or predicate}")
-        time.sleep(0.01)
 
 
 class ParamBlock:
@@ -86,7 +74,7 @@ def running(server: EmbeddedRedis, *, http: bool = False) -> Iterator[Runtime]:
     )  # fmt: skip
     runtime = Block(ParamBlock, s).start()
     try:
-        wait_for(listening, what="the PARAMETER_UPDATES listener")
+        eventually(listening, what="the PARAMETER_UPDATES listener")
         yield runtime
     finally:
         runtime.stop()
@@ -111,7 +99,7 @@ def test_list_update_reaches_on_update_without_http(
     with running(server) as runtime:
         assert runtime.control_port is None  # MGMT_PORT=0: no HTTP, the listener still runs
         client.lpush(QUEUE, json.dumps({"threshold": 0.8}))
-        wait_for(lambda: runtime.context.block_init_parameters.get("threshold") == 0.8)
+        eventually(lambda: runtime.context.block_init_parameters.get("threshold") == 0.8)
         assert calls(runtime) == [{"threshold": 0.8}]
         assert runtime.block.threshold == 0.8
         assert client.llen(QUEUE) == 0
@@ -128,7 +116,7 @@ def test_http_and_list_updates_take_the_same_path(
             "updated_parameters": {"threshold": 0.6, "via": "http"},
         }
         client.lpush(QUEUE, json.dumps({"threshold": 0.7, "via": "redis"}))
-        wait_for(lambda: len(calls(runtime)) == 2, what="the list update")
+        eventually(lambda: len(calls(runtime)) == 2, what="the list update")
         assert calls(runtime) == [
             {"threshold": 0.6, "via": "http"},
             {"threshold": 0.7, "via": "redis"},
@@ -139,7 +127,7 @@ def test_http_and_list_updates_take_the_same_path(
 def test_updates_apply_oldest_first(server: EmbeddedRedis, client: redis.Redis) -> None:
     with running(server) as runtime:
         client.lpush(QUEUE, *(json.dumps({"threshold": t}) for t in (0.1, 0.2, 0.3)))
-        wait_for(lambda: len(calls(runtime)) == 3, what="three updates")
+        eventually(lambda: len(calls(runtime)) == 3, what="three updates")
         assert [c["threshold"] for c in calls(runtime)] == [0.1, 0.2, 0.3]
         assert runtime.context.block_init_parameters == {"threshold": 0.3}
 
@@ -153,7 +141,7 @@ def test_refused_and_raising_updates_change_nothing(
         client.lpush(QUEUE, json.dumps({"threshold": "high", "other": 1}))
         client.lpush(QUEUE, json.dumps({"explode": True}))
         client.lpush(QUEUE, json.dumps({"last": True}))
-        wait_for(lambda: len(calls(runtime)) == 4, what="four updates")
+        eventually(lambda: len(calls(runtime)) == 4, what="four updates")
         assert runtime.context.block_init_parameters == {"threshold": 0.4, "last": True}
         assert runtime.block.threshold == 0.4
     messages = [r.getMessage() for r in caplog.records]
@@ -176,7 +164,7 @@ def test_bad_items_are_dead_lettered_and_the_listener_goes_on(
     with running(server) as runtime:
         client.lpush(QUEUE, raw)
         client.lpush(QUEUE, json.dumps({"threshold": 0.9}))
-        wait_for(lambda: runtime.context.block_init_parameters.get("threshold") == 0.9)
+        eventually(lambda: runtime.context.block_init_parameters.get("threshold") == 0.9)
         dead = client.lrange(keys.dead_letters("params"), 0, -1)
         assert len(dead) == 1
         record = json.loads(dead[0])
@@ -192,13 +180,13 @@ def test_bad_items_are_dead_lettered_and_the_listener_goes_on(
 def test_listener_survives_a_redis_restart(
     server: EmbeddedRedis, client: redis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="aios_instance.params")
+    caplog.set_level(logging.WARNING, logger="aios_instance.control.params")
     with running(server) as runtime:
         server.stop()
-        wait_for(lambda: "Redis unavailable" in caplog.text, what="the listener to notice")
+        eventually(lambda: "Redis unavailable" in caplog.text, what="the listener to notice")
         server.start()
         client.lpush(QUEUE, json.dumps({"threshold": 0.35}))
-        wait_for(
+        eventually(
             lambda: runtime.context.block_init_parameters.get("threshold") == 0.35,
             timeout_s=15,
             what="the update after the restart",
@@ -213,7 +201,7 @@ def test_an_accepted_update_with_a_non_json_value_is_dead_lettered(
     with running(server) as runtime:
         client.lpush(QUEUE, raw)
         client.lpush(QUEUE, json.dumps({"threshold": 0.9}))
-        wait_for(lambda: runtime.context.block_init_parameters.get("threshold") == 0.9)
+        eventually(lambda: runtime.context.block_init_parameters.get("threshold") == 0.9)
         assert runtime.context.block_init_parameters == {"threshold": 0.9}  # nothing merged
         dead = client.lrange(keys.dead_letters("params"), 0, -1)
         assert len(dead) == 1

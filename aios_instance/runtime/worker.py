@@ -25,13 +25,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from . import keys
-from ._pipeline import Failure, Pipeline, PipelineResult
+from .. import keys
+from ..errors import AckPendingError, PacketDecodeError, TransportError
+from ..packet import decode_packet
+from ..routing import Destination
+from ..transport.base import Claim, Sent, Sink, Source
 from .deadletter import dead_letter_record
-from .errors import AckPendingError, PacketDecodeError, TransportError
-from .packet import decode_packet
-from .routing import Destination
-from .transport import Claim, Sent, Sink, Source
+from .pipeline import Failure, Pipeline, PipelineResult
 
 __all__ = ["MAX_PARKED", "Worker", "WorkerHooks"]
 

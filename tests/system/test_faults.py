@@ -26,10 +26,9 @@ import redis
 from aios_instance import keys
 from aios_instance.embedded import EmbeddedRedis, find_redis_server, free_port
 from aios_instance.packet import decode_packet, make_packet
+from tests.support import ROOT, SIMPLE_BLOCK, eventually
 
-ROOT = Path(__file__).resolve().parents[1]
 CLI = str(Path(sys.executable).with_name("aios-instance"))
-SIMPLE = f"{ROOT / 'examples' / 'simple_block' / 'block.py'}:SimpleBlock"
 _CLEARED = ("AIOS_", "REDIS_", "BLOCK", "INSTANCE_ID", "MGMT_PORT", "METRICS_", "CUSTOM_INIT")
 CLAIM_BATCH = 32
 
@@ -109,7 +108,7 @@ class Procs:
         proc = self._start(args, None, f"redis-{port}")
         client = redis.Redis(port=port, host="127.0.0.1", protocol=2, socket_timeout=1.0)
         try:
-            _poll(lambda: _pings(client), 10, "redis-server to start")
+            eventually(lambda: _pings(client), 10, "redis-server to start")
         finally:
             client.close()
         return proc
@@ -132,13 +131,6 @@ def _pings(client: redis.Redis) -> bool:
         return bool(client.ping())
     except (redis.ConnectionError, redis.TimeoutError):
         return False
-
-
-def _poll(cond: Callable[[], bool], timeout_s: float = 30, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def _slow_block(tmp_path: Path, delay_s: float) -> str:
@@ -177,13 +169,13 @@ def test_kill_9_mid_stream_then_another_instance_takes_over(
     spec = _slow_block(tmp_path, 0.0005)
     _send_stream(client, "k", n, _ptr(downstream.port, "FINAL"))
     first = procs.block(spec, server.url, "k", INSTANCE_ID="first", AIOS_LEASE_TTL_S="1.0")
-    _poll(lambda: down.llen("FINAL") >= 1_000, what="the first instance to get going")
+    eventually(lambda: down.llen("FINAL") >= 1_000, what="the first instance to get going")
     first.kill()  # SIGKILL: no drain, no hand-back; the lease just stops being renewed
     assert first.wait(10) == -signal.SIGKILL
     in_flight = client.llen(keys.processing("k", "first"))
     assert 0 <= in_flight <= 2 * CLAIM_BATCH  # the batch running and the one claimed ahead
     second = procs.block(spec, server.url, "k", INSTANCE_ID="second", AIOS_LEASE_TTL_S="1.0")
-    _poll(lambda: len(set(_seqs(down, "FINAL"))) == n, 45, "every output")
+    eventually(lambda: len(set(_seqs(down, "FINAL"))) == n, 45, "every output")
     seqs = _seqs(down, "FINAL")
     duplicates = len(seqs) - n
     assert sorted(set(seqs)) == list(range(n))
@@ -213,16 +205,16 @@ def test_downstream_redis_restart_mid_stream_loses_nothing(
     block = procs.block(
         _slow_block(tmp_path, 0.0003), server.url, "r", AIOS_DELIVERY_TIMEOUT_S="60"
     )
-    _poll(lambda: down.llen("FINAL") >= 1_000, what="outputs before the restart")
+    eventually(lambda: down.llen("FINAL") >= 1_000, what="outputs before the restart")
     downstream.send_signal(signal.SIGTERM)  # a clean stop: the AOF keeps what was pushed
     assert downstream.wait(10) == 0
     down.close()
-    _poll(lambda: client.llen(keys.inputs("r")) < n - 2_000, what="progress while it is down")
+    eventually(lambda: client.llen(keys.inputs("r")) < n - 2_000, what="progress while it is down")
     time.sleep(2.0)  # the outage itself: a few seconds with the endpoint gone
     assert client.llen(keys.dead_letters("r")) == 0
     procs.redis(port, tmp_path / "downstream")
     down = redis.Redis(host="127.0.0.1", port=port, protocol=2)
-    _poll(lambda: len(set(_seqs(down, "FINAL"))) == n, 45, "every output after the restart")
+    eventually(lambda: len(set(_seqs(down, "FINAL"))) == n, 45, "every output after the restart")
     seqs = _seqs(down, "FINAL")
     assert sorted(set(seqs)) == list(range(n))
     # A push whose reply was lost in the stop may be repeated: at most one batch.
@@ -283,9 +275,9 @@ def test_malformed_inputs_are_dead_lettered_and_the_block_keeps_running(
             good += 1
         pipe.lpush(keys.inputs("m"), raw)
     pipe.execute()
-    block = procs.block(SIMPLE, server.url, "m", AIOS_DELIVERY_TIMEOUT_S="1.0")
-    _poll(lambda: client.llen(keys.dead_letters("m")) >= n_bad, 45, "every dead letter")
-    _poll(lambda: client.llen("OUTPUT") >= n_good, 10, "every good output")
+    block = procs.block(SIMPLE_BLOCK, server.url, "m", AIOS_DELIVERY_TIMEOUT_S="1.0")
+    eventually(lambda: client.llen(keys.dead_letters("m")) >= n_bad, 45, "every dead letter")
+    eventually(lambda: client.llen("OUTPUT") >= n_good, 10, "every good output")
     assert block.poll() is None, "the block died"
     records = [json.loads(r) for r in client.lrange(keys.dead_letters("m"), 0, -1)]
     assert len(records) == n_bad
@@ -315,7 +307,7 @@ def test_sigterm_mid_stream_drains_and_exits_0(
     n = 3_000
     _send_stream(client, "d", n)
     block = procs.block(_slow_block(tmp_path, 0.001), server.url, "d", INSTANCE_ID="drainer")
-    _poll(lambda: client.llen("OUTPUT") >= 500, what="the block to get going")
+    eventually(lambda: client.llen("OUTPUT") >= 500, what="the block to get going")
     t0 = time.monotonic()
     block.send_signal(signal.SIGTERM)
     assert block.wait(15) == 0
@@ -360,7 +352,7 @@ def test_sigterm_while_the_block_is_constructed_exits_0_at_once(
     (tmp_path / "loading_block.py").write_text(LOADING_BLOCK.format(marker=str(marker)))
     _send_stream(client, "l", 10)
     block = procs.block(f"{tmp_path / 'loading_block.py'}:Loading", server.url, "l")
-    _poll(marker.exists, 20, "the constructor to begin")
+    eventually(marker.exists, 20, "the constructor to begin")
     t0 = time.monotonic()
     block.send_signal(signal.SIGTERM)
     assert block.wait(10) == 0
@@ -397,7 +389,7 @@ def test_a_packet_that_kills_the_process_is_dead_lettered_alone(
 
     while True:
         block = procs.block(spec, server.url, "p", INSTANCE_ID="pod-0", AIOS_MAX_DELIVERIES="2")
-        _poll(lambda: block.poll() is not None or finished(), 20, "a crash or the end")  # noqa: B023
+        eventually(lambda: block.poll() is not None or finished(), 20, "a crash or the end")  # noqa: B023
         if block.poll() is None:
             break
         assert block.returncode == returncode

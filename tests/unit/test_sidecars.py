@@ -19,6 +19,7 @@ from aios_instance.embedded import EmbeddedRedis, free_port
 from aios_instance.errors import ConfigError
 from aios_instance.packet import AIOSPacket, decode_packet, make_packet
 from aios_instance.sidecars import BlockSideCars, SidecarConsumer, external_url, sidecar_url
+from tests.support import eventually
 
 Factory = Callable[[], EmbeddedRedis]
 
@@ -382,13 +383,6 @@ def hung() -> Iterator[Hung]:
     server.close()
 
 
-def poll(predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.005)
-
-
 def test_a_hung_sidecar_is_backed_off_and_never_throttles_the_others(
     hung: Hung, redis_factory: Factory, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -405,7 +399,7 @@ def test_a_hung_sidecar_is_backed_off_and_never_throttles_the_others(
         t0 = time.perf_counter()
         assert side_cars.push_to_all_sidecars(packet) == both  # a timeout, and the retry
         assert time.perf_counter() - t0 < 1.0
-        poll(lambda: hung.accepted == 2)
+        eventually(lambda: hung.accepted == 2)
         t0 = time.perf_counter()
         for _ in range(20):  # backed off: the hung sidecar fails at once
             assert side_cars.push_to_all_sidecars(packet) == both
@@ -414,10 +408,10 @@ def test_a_hung_sidecar_is_backed_off_and_never_throttles_the_others(
         assert side_cars.failures["hung"] == 21 and side_cars.skipped["hung"] == 20
         assert side_cars.retries["hung"] == 1 and len(failed) == 21
         # after retry_after_s one push probes it, once (no retry); the interval then doubles
-        poll(lambda: not side_cars.push_to_sidecar("hung", packet) and hung.accepted == 3)
+        eventually(lambda: not side_cars.push_to_sidecar("hung", packet) and hung.accepted == 3)
         probed = time.monotonic()
         assert side_cars.retries["hung"] == 1
-        poll(lambda: not side_cars.push_to_sidecar("hung", packet) and hung.accepted == 4)
+        eventually(lambda: not side_cars.push_to_sidecar("hung", packet) and hung.accepted == 4)
         assert time.monotonic() - probed >= 1.9  # 2 s, not 1 s
     assert len(_inputs(good)) == 21
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
@@ -432,7 +426,7 @@ def test_a_sidecar_that_comes_back_is_used_again(caplog: pytest.LogCaptureFixtur
     with caplog.at_level(logging.INFO, logger="aios_instance.sidecars"):
         assert side_cars.push_to_sidecar("s", packet) is False
         with server:
-            poll(lambda: side_cars.push_to_sidecar("s", packet))
+            eventually(lambda: side_cars.push_to_sidecar("s", packet))
             assert [decode_packet(r) for r in _inputs(server)] == [packet]
         assert side_cars.push_to_sidecar("s", packet) is False  # a new outage
     messages = [(r.levelname, r.getMessage()) for r in caplog.records]

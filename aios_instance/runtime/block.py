@@ -18,22 +18,22 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from . import _json, keys, state
-from ._pipeline import Pipeline
-from .blockdata import BlockData, load_block_data
-from .context import Context
-from .errors import ConfigError, TransportError
-from .events import BlockEvents
+from .. import _json, keys, state
+from ..blockdata import BlockData, load_block_data
+from ..context import Context
+from ..control.params import UpdateResultError
+from ..errors import ConfigError, TransportError
+from ..events import BlockEvents
+from ..metrics import AIOSMetrics, MetricsExporter, MetricsServer, RuntimeMetrics
+from ..packet import decode_packet
+from ..routing import Router, destination_from_url
+from ..sessions import SessionsManager
+from ..settings import Settings
+from ..sidecars import BlockSideCars
+from ..transport.pool import SinkPool
+from ..transport.redis import RedisSource, connect
 from .hooks import MetricsHooks
-from .metrics import AIOSMetrics, MetricsExporter, MetricsServer, RuntimeMetrics
-from .packet import decode_packet
-from .params import UpdateResultError
-from .routing import Router, destination_from_url
-from .sessions import SessionsManager
-from .settings import Settings
-from .sidecars import BlockSideCars
-from .transport.pool import SinkPool
-from .transport.redis import RedisSource, connect
+from .pipeline import Pipeline
 from .worker import Worker
 
 __all__ = ["Block", "Runtime"]
@@ -223,7 +223,7 @@ class Runtime:
         """``api``: the HTTP control API (from __init__, so that it answers while the block is
         constructed); else the PARAMETER_UPDATES listener (from serve). See control.py."""
         try:
-            from . import control
+            from ..control import api as control
         except ImportError:  # pragma: no cover - control extras missing
             log.warning("control API unavailable: install starlette and uvicorn")
             return

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from . import _json
-from .hardware import hardware_snapshot
+from .. import _json
+from ..runtime.hardware import hardware_snapshot
 
 if TYPE_CHECKING:
-    from .metrics import AIOSMetrics
+    from ..metrics import AIOSMetrics
 
 __all__ = ["NODE_METRICS_MAX_LEN", "MetricsExporter"]
 

@@ -18,16 +18,17 @@ import pytest
 import redis
 
 from aios_instance import OnDataResult, PreProcessResult, keys
-from aios_instance._pipeline import Pipeline
 from aios_instance.embedded import EmbeddedRedis, free_port
 from aios_instance.errors import TransportError
 from aios_instance.packet import decode_packet, make_packet
 from aios_instance.routing import Destination, Router, destination_from_url
+from aios_instance.runtime.pipeline import Pipeline
+from aios_instance.runtime.worker import MAX_PARKED, Worker, WorkerHooks
 from aios_instance.tools import Muxer
 from aios_instance.transport.memory import MemorySink, MemorySource
 from aios_instance.transport.pool import SinkPool
 from aios_instance.transport.redis import RedisSource, connect
-from aios_instance.worker import MAX_PARKED, Worker, WorkerHooks
+from tests.support import step_until
 
 BLOCK = "wb"
 
@@ -119,13 +120,6 @@ def _dead(client: redis.Redis) -> list[dict[str, Any]]:
     return [json.loads(r) for r in raw]
 
 
-def _step_until(worker: Worker, cond: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        assert time.monotonic() < deadline, "worker did not get there in time"
-        worker.step()
-
-
 def _ptr(port: int, queue: str) -> str:
     return json.dumps({"outputs": [{"host": "127.0.0.1", "port": port, "queue_name": queue}]})
 
@@ -135,7 +129,7 @@ def test_outputs_keep_fifo_order_and_the_processing_list_empties(
 ) -> None:
     worker = make_worker(claim_batch=16)
     _send(redis_client, list(range(200)))
-    _step_until(worker, lambda: redis_client.llen("OUT") == 200)
+    step_until(worker, lambda: redis_client.llen("OUT") == 200)
     assert _outputs(redis_client) == list(range(200))
     assert redis_client.llen(keys.inputs(BLOCK)) == 0
     assert redis_client.llen(worker.source.processing) == 0  # type: ignore[attr-defined]
@@ -156,7 +150,7 @@ def test_failures_are_dead_lettered_with_reason_and_the_packet(
     redis_client.lpush(keys.inputs(BLOCK), not_json.SerializeToString())
     _send(redis_client, [3], output_ptr="{bad", seq0=3)
     _send(redis_client, [4, 5], seq0=4)
-    _step_until(worker, lambda: redis_client.llen(keys.dead_letters(BLOCK)) == 4)
+    step_until(worker, lambda: redis_client.llen(keys.dead_letters(BLOCK)) == 4)
     by_packet = {base64.b64decode(r["packet"]): r for r in _dead(redis_client)}
     assert len(by_packet) == 4
     record = by_packet.pop(bad_bytes)
@@ -186,12 +180,12 @@ def test_unreachable_endpoint_keeps_inputs_claimed_backs_off_then_dead_letters(
     _send(redis_client, [0, 1, 2], output_ptr=_ptr(port, "NOWHERE"))
     _send(redis_client, [3, 4], seq0=3)
     t0 = time.monotonic()
-    _step_until(worker, lambda: redis_client.llen("OUT") == 2)
+    step_until(worker, lambda: redis_client.llen("OUT") == 2)
     processing = worker.source.processing  # type: ignore[attr-defined]
     assert redis_client.llen(processing) == 3  # not acknowledged: still claimed
     assert redis_client.llen(keys.inputs(BLOCK)) == 0
     assert worker.parked == 3
-    _step_until(worker, lambda: redis_client.llen(keys.dead_letters(BLOCK)) == 3)
+    step_until(worker, lambda: redis_client.llen(keys.dead_letters(BLOCK)) == 3)
     elapsed = time.monotonic() - t0
     assert elapsed >= 1.0
     # Exponential backoff from 50 ms: a handful of tries in ~1 s, not one per step.
@@ -221,14 +215,14 @@ def test_parked_outputs_are_delivered_when_the_endpoint_comes_back(
     worker = make_worker(delivery_timeout_s=30.0)
     port = free_port()
     _send(redis_client, list(range(10)), output_ptr=_ptr(port, "DOWN_OUT"))
-    _step_until(worker, lambda: worker.parked == 10)
+    step_until(worker, lambda: worker.parked == 10)
     _send(redis_client, [10, 11], seq0=10)  # other packets keep flowing meanwhile
-    _step_until(worker, lambda: redis_client.llen("OUT") == 2)
+    step_until(worker, lambda: redis_client.llen("OUT") == 2)
     processing = worker.source.processing  # type: ignore[attr-defined]
     assert redis_client.llen(processing) == 10
     with EmbeddedRedis(port) as downstream:
         down = redis.Redis.from_url(downstream.url, protocol=2)
-        _step_until(worker, lambda: down.llen("DOWN_OUT") == 10)
+        step_until(worker, lambda: down.llen("DOWN_OUT") == 10)
         assert _outputs(down, "DOWN_OUT") == list(range(10))
         down.close()
     assert redis_client.llen(processing) == 0
@@ -248,7 +242,7 @@ def test_a_rejected_remote_push_is_dead_lettered_at_once(
     _send(redis_client, [1], output_ptr=_ptr(downstream.port, "FINE"), seq0=1)
     _send(redis_client, [2], output_ptr=_ptr(redis_client_port(redis_client), "A_LOCAL"), seq0=2)
     redis_client.set("A_LOCAL", "x")
-    _step_until(worker, lambda: redis_client.llen(keys.dead_letters(BLOCK)) == 2)
+    step_until(worker, lambda: redis_client.llen(keys.dead_letters(BLOCK)) == 2)
     records = _dead(redis_client)
     assert [r["outcome"] for r in records] == ["delivery_error", "delivery_error"]
     assert all("WRONGTYPE" in r["reason"] for r in records)
@@ -274,13 +268,13 @@ def test_poison_packets_go_to_the_dead_letter_list(
     crashing.start()  # requeued a third time: next delivery is the 4th
     crashing.client.close()
     worker = make_worker(max_deliveries=3)
-    _step_until(worker, lambda: redis_client.llen(keys.dead_letters(BLOCK)) == 1)
+    step_until(worker, lambda: redis_client.llen(keys.dead_letters(BLOCK)) == 1)
     [record] = _dead(redis_client)
     assert record["outcome"] == "max_deliveries"
     assert record["attempts"] == 4
     assert "max_deliveries=3" in record["reason"]
     assert decode_packet(base64.b64decode(record["packet"])).seq_no == record["seq_no"] == 0
-    _step_until(worker, lambda: redis_client.llen("OUT") == 1)
+    step_until(worker, lambda: redis_client.llen("OUT") == 1)
     assert _outputs(redis_client) == [1]
     assert redis_client.hlen(keys.attempts(BLOCK)) == 0
 
@@ -306,7 +300,7 @@ def test_a_lapsed_instance_is_requeued_to_the_front_with_attempts(
     hooks.claimed = lambda claims: claimed.extend(  # type: ignore[method-assign]
         (decode_packet(c.raw).seq_no, c.attempt) for c in claims
     )
-    _step_until(worker, lambda: redis_client.llen("OUT") == 8)
+    step_until(worker, lambda: redis_client.llen("OUT") == 8)
     # The packets claimed ahead go first; then the requeued ones, each alone.
     assert claimed == [(5, 1), (6, 1), (7, 1), (0, 2), (1, 2), (2, 2)]
     assert _outputs(redis_client) == [3, 4, 5, 6, 7, 0, 1, 2]
@@ -322,7 +316,7 @@ def test_shutdown_hands_back_muxer_held_and_undelivered_inputs(
     nowhere = _ptr(free_port(), "NOWHERE")
     _send(redis_client, ["d"], output_ptr=nowhere, seq0=3)
     _send(redis_client, ["e"], output_ptr=nowhere, seq0=3)
-    _step_until(worker, lambda: redis_client.llen("OUT") == 1 and worker.parked == 1)
+    step_until(worker, lambda: redis_client.llen("OUT") == 1 and worker.parked == 1)
     assert _outputs(redis_client) == [["a", "c"]]
     source = worker.source
     assert isinstance(source, RedisSource)
@@ -353,7 +347,7 @@ def test_backpressure_stops_claiming_while_an_endpoint_is_down() -> None:
     total = MAX_PARKED + 2_000
     for i in range(total):
         source.put(make_packet({"v": i}, seq_no=i, output_ptr=grpc_ptr).SerializeToString())
-    _step_until(worker, lambda: worker.parked > MAX_PARKED)
+    step_until(worker, lambda: worker.parked > MAX_PARKED)
     parked = worker.parked
     assert parked <= MAX_PARKED + 500
     for _ in range(5):
@@ -362,7 +356,7 @@ def test_backpressure_stops_claiming_while_an_endpoint_is_down() -> None:
     assert len(source.processing) == parked
     assert sink.attempts < 20  # backing off, not hammering
     sink.fail = False
-    _step_until(worker, lambda: len(sink.lists["next_inputs"]) == total, timeout_s=20)
+    step_until(worker, lambda: len(sink.lists["next_inputs"]) == total, timeout_s=20)
     seqs = [decode_packet(r).seq_no for r in sink.lists["next_inputs"]]
     assert sorted(seqs) == list(range(total))
     assert len(source.processing) == 0
@@ -386,7 +380,7 @@ def test_backoff_is_per_endpoint_and_forgets_expired_ones() -> None:
         return json.dumps({"outputs": [{"host": host, "port": 0, "block_id": "next"}]})
 
     source.put(make_packet({"v": 0}, output_ptr=ptr("x:1")).SerializeToString())
-    _step_until(worker, lambda: len(source.dead) == 1)  # x's output expired
+    step_until(worker, lambda: len(source.dead) == 1)  # x's output expired
     worker.delivery_timeout_s = 30.0
     source.put(make_packet({"v": 1}, output_ptr=ptr("y:1")).SerializeToString())
     worker.step()
@@ -396,7 +390,7 @@ def test_backoff_is_per_endpoint_and_forgets_expired_ones() -> None:
         worker.step()
     assert 1 <= sinks["y:1"].attempts <= 4  # 50, 100 ms backoff: not once per step
     sinks["y:1"].fail = False
-    _step_until(worker, lambda: worker.parked == 0)
+    step_until(worker, lambda: worker.parked == 0)
     assert len(sinks["y:1"].lists["next_inputs"]) == 1
     assert source.processing == []
     assert [json.loads(r)["outcome"] for r in source.dead] == ["delivery_error"]
@@ -419,7 +413,7 @@ def test_claims_shrink_to_the_target_for_a_slow_block_and_grow_for_a_fast_one(
     slow = make_worker(block=Slow(), claim_batch=64, claim_target_s=0.1)
     slow.hooks.claimed = lambda claims: sizes.append(len(claims))  # type: ignore[method-assign]
     _send(redis_client, list(range(30)))
-    _step_until(slow, lambda: redis_client.llen("OUT") == 30)
+    step_until(slow, lambda: redis_client.llen("OUT") == 30)
     # The first claim is small (speed unknown), and so is the one made while it runs; then
     # ~0.1 s of work: 0.1 / 0.02 = 5 or fewer.
     assert sizes[:2] == [8, 8]
@@ -430,7 +424,7 @@ def test_claims_shrink_to_the_target_for_a_slow_block_and_grow_for_a_fast_one(
     fast = make_worker(instance="w2", claim_batch=64)
     fast.hooks.claimed = lambda claims: fast_sizes.append(len(claims))  # type: ignore[method-assign]
     _send(redis_client, list(range(200)))
-    _step_until(fast, lambda: redis_client.llen("OUT") == 200)
+    step_until(fast, lambda: redis_client.llen("OUT") == 200)
     # 8 first, and 8 claimed ahead while those run; from then on full claims.
     assert fast_sizes[:4] == [8, 8, 64, 64], fast_sizes
 
@@ -453,8 +447,8 @@ def test_an_address_no_client_accepts_is_dead_lettered_and_the_loop_goes_on(
     bad = json.dumps({"outputs": [{"host": "unusable.invalid", "port": 1, "queue_name": "Q"}]})
     _send(redis_client, [0, 1], output_ptr=bad)
     _send(redis_client, [2, 3], seq0=2)
-    _step_until(worker, lambda: redis_client.llen("OUT") == 2)
-    _step_until(worker, lambda: len(_dead(redis_client)) == 2)
+    step_until(worker, lambda: redis_client.llen("OUT") == 2)
+    step_until(worker, lambda: len(_dead(redis_client)) == 2)
     records = _dead(redis_client)
     assert sorted(r["seq_no"] for r in records) == [0, 1]  # one record per input
     for record in records:
@@ -522,7 +516,7 @@ def test_a_zombie_whose_list_was_requeued_strands_and_loses_nothing(
     assert other._run_requeue("zombie", force=True, count_attempt=True) > 0
     other.client.close()
     # The rescuer serves the requeued packets (each alone), so fresh ones are next in line.
-    _step_until(rescuer, lambda: redis_client.hlen(keys.attempts(BLOCK)) == 0)
+    step_until(rescuer, lambda: redis_client.hlen(keys.attempts(BLOCK)) == 0)
     for _ in range(4):  # the zombie goes on a little, then is stopped (a graceful drain)
         zombie.step()
     zombie.stop()
@@ -584,8 +578,8 @@ def test_an_acknowledgement_lost_after_its_commit_is_retried_alone_without_dupli
     for _ in range(3):
         worker.step()
     source.lose_ack = True
-    _step_until(worker, lambda: redis_client.llen("OUT") == 300)
-    _step_until(worker, lambda: redis_client.llen(source.processing) == 0)
+    step_until(worker, lambda: redis_client.llen("OUT") == 300)
+    step_until(worker, lambda: redis_client.llen(source.processing) == 0)
     assert source.lose_ack is False  # it happened
     worker.stop()
     worker.shutdown(5.0)
@@ -602,7 +596,7 @@ def test_a_claim_whose_reply_is_lost_hands_its_packets_back(
     with pytest.raises(TransportError):
         worker.step()
     assert redis_client.llen(source.processing) > 0  # moved, and nobody knows
-    _step_until(worker, lambda: len(set(_outputs(redis_client))) == 40)
+    step_until(worker, lambda: len(set(_outputs(redis_client))) == 40)
     worker.stop()
     worker.shutdown(5.0)
     assert sorted(_outputs(redis_client)) == list(range(40))
@@ -619,7 +613,7 @@ def test_a_failed_send_hands_everything_back_and_loses_nothing(
     source.lose_send = True
     with pytest.raises(TransportError):
         worker.step()
-    _step_until(worker, lambda: len(set(_outputs(redis_client))) == 300)
+    step_until(worker, lambda: len(set(_outputs(redis_client))) == 300)
     worker.stop()
     worker.shutdown(5.0)
     outputs = _outputs(redis_client)

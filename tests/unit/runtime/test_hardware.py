@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from aios_instance import hardware
-from aios_instance.hardware import gpu_snapshot, hardware_snapshot, host_snapshot
+from aios_instance.runtime import hardware
+from aios_instance.runtime.hardware import gpu_snapshot, hardware_snapshot, host_snapshot
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -75,7 +75,7 @@ def test_no_gpus_when_pynvml_is_missing(
     fresh_nvml: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setitem(sys.modules, "pynvml", None)  # makes `import pynvml` fail
-    caplog.set_level("DEBUG", logger="aios_instance.hardware")
+    caplog.set_level("DEBUG", logger="aios_instance.runtime.hardware")
     assert gpu_snapshot() == []
     assert gpu_snapshot() == []
     notes = [r for r in caplog.records if "NVML unavailable" in r.getMessage()]

@@ -22,9 +22,9 @@ from aios_instance import (
     TimeBasedBatcher,
     make_packet,
 )
-from aios_instance._pipeline import Outcome, Pipeline, PipelineResult
 from aios_instance.packet import decode_packet
 from aios_instance.routing import Destination, Router
+from aios_instance.runtime.pipeline import Outcome, Pipeline, PipelineResult
 
 DEFAULT = Destination("redis", "localhost", 6379, "OUTPUT", "")
 
@@ -333,7 +333,7 @@ def test_a_failing_on_batch_timeout_carries_the_batch_packets(mode: str) -> None
 def test_the_startup_warning_says_what_becomes_of_a_due_batch(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="aios_instance._pipeline"):
+    with caplog.at_level(logging.WARNING, logger="aios_instance.runtime.pipeline"):
         pipeline_for(SpecTimed())
     [message] = [r.getMessage() for r in caplog.records if "TimeBasedBatcher" in r.getMessage()]
     assert "next add_to_batch() returns it" in message
@@ -496,7 +496,7 @@ class SpecMuxer:
 
 
 def test_a_muxer_without_is_buffered_owns_what_it_takes(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="aios_instance._pipeline"):
+    with caplog.at_level(logging.WARNING, logger="aios_instance.runtime.pipeline"):
         pipe = pipeline_for(MuxBlock(SpecMuxer(N=2)))
     [message] = [r.getMessage() for r in caplog.records if "is_buffered" in r.getMessage()]
     assert "SpecMuxer" in message and "at-least-once" in message
@@ -507,7 +507,7 @@ def test_a_muxer_without_is_buffered_owns_what_it_takes(caplog: pytest.LogCaptur
     assert [json.loads(decode_packet(o.payload).data) for o in done.outputs] == [{"v": 1}, {"v": 2}]
     assert held_raws(pipe) == [] and pipe.hand_back() == []
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="aios_instance._pipeline"):
+    with caplog.at_level(logging.WARNING, logger="aios_instance.runtime.pipeline"):
         for i in range(5):
             pipe.process(raw_of({"v": i}, seq=9))
     assert not caplog.records  # said once, at start

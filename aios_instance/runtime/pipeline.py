@@ -22,11 +22,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from . import _json
-from .errors import PacketDecodeError, RoutingError
-from .packet import AIOSPacket, MuxedData, decode_packet, encode_output
-from .results import OnDataResult, PreProcessResult
-from .routing import Destination, Router
+from .. import _json
+from ..errors import PacketDecodeError, RoutingError
+from ..packet import AIOSPacket, MuxedData, decode_packet, encode_output
+from ..results import OnDataResult, PreProcessResult
+from ..routing import Destination, Router
 
 __all__ = ["Failure", "Outcome", "Output", "Pipeline", "PipelineResult"]
 
@@ -141,7 +141,7 @@ def accepts_is_ws(fn: Callable[..., Any]) -> bool:
 
 def _find_time_batchers(block: Any) -> list[Any]:
     """TimeBasedBatchers the block keeps as attributes, so the runtime can flush them on time."""
-    from .tools import TimeBasedBatcher
+    from ..tools import TimeBasedBatcher
 
     attrs = getattr(block, "__dict__", {})
     return [value for value in attrs.values() if isinstance(value, TimeBasedBatcher)]

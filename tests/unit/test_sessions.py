@@ -15,10 +15,10 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from aios_instance import Block, OnDataResult, PreProcessResult, keys
-from aios_instance.block import Runtime
 from aios_instance.embedded import EmbeddedRedis
 from aios_instance.errors import ConfigError
 from aios_instance.packet import make_packet
+from aios_instance.runtime.block import Runtime
 from aios_instance.sessions import SessionsManager
 from aios_instance.settings import Settings
 
@@ -244,7 +244,7 @@ def test_session_ttl_setting() -> None:
 def test_the_runtime_expires_idle_sessions_no_call_touches(
     redis_server: EmbeddedRedis, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="aios_instance.block")
+    caplog.set_level(logging.DEBUG, logger="aios_instance.runtime.block")
     block_id = f"sess-{uuid.uuid4().hex[:8]}"
     s = Settings(
         block_id=block_id, redis_url_override=redis_server.url, mgmt_port=0,

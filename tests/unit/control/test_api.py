@@ -20,26 +20,15 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from aios_instance import Block, OnDataResult, PreProcessResult, keys
-from aios_instance import control as control_module
-from aios_instance.block import Runtime
 from aios_instance.blockdata import BlockData
-from aios_instance.control import MAX_BODY_BYTES, ControlServer, build_app
+from aios_instance.control import api as control_module
+from aios_instance.control.api import MAX_BODY_BYTES, ControlServer, build_app
 from aios_instance.embedded import EmbeddedRedis, free_port
 from aios_instance.errors import ConfigError
 from aios_instance.packet import make_packet
+from aios_instance.runtime.block import Runtime
 from aios_instance.settings import Settings
-
-
-def wait_for(predicate: Callable[[], Any], timeout_s: float = 10.0, what: str = "") -> Any:
-    """Poll until predicate() is truthy; fail after the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what or predicate}")
-        time.sleep(0.01)
+from tests.support import eventually
 
 
 def control_settings(server: EmbeddedRedis, **overrides: Any) -> Settings:
@@ -77,7 +66,7 @@ def running(
         return is_ready(base)
 
     try:
-        wait_for(up, what="the control API to be ready")
+        eventually(up, what="the control API to be ready")
         yield runtime, base
     finally:
         runtime.stop()
@@ -223,14 +212,14 @@ def test_ready_follows_the_lease_when_redis_goes_away_and_comes_back(
             r = httpx.get(base + "/ready", timeout=2)
             return r if r.status_code == 503 else None
 
-        r = wait_for(unready, what="/ready to notice the lapsed lease")
+        r = eventually(unready, what="/ready to notice the lapsed lease")
         # the lease was last renewed at most TTL/3 before the stop; it lapses TTL after that
         assert time.monotonic() - stopped < 2.5
         assert r.json()["success"] is False
         assert r.json()["message"].startswith("Redis unreachable: the lease was last renewed")
         assert httpx.get(base + "/live", timeout=2).status_code == 200
         server.start()
-        wait_for(lambda: is_ready(base), what="/ready after Redis came back")
+        eventually(lambda: is_ready(base), what="/ready after Redis came back")
 
 
 def test_port_in_use_is_a_config_error(served: tuple[Runtime, str]) -> None:
@@ -337,8 +326,8 @@ def test_probes_stay_fast_while_slow_callbacks_pile_up(
     gate = MgmtGate(served[1], n)
     worst: dict[str, float] = {}
     try:
-        wait_for(lambda: block.mgmt_waiting == threads, what="every callback thread to be busy")
-        wait_for(lambda: gate.done() == n - admitted, what="the overflow to be turned away")
+        eventually(lambda: block.mgmt_waiting == threads, what="every callback thread to be busy")
+        eventually(lambda: gate.done() == n - admitted, what="the overflow to be turned away")
         assert all(status == 503 for status, _ in gate.results)
         assert gate.results[0][1]["message"].startswith(f"busy: {admitted} parameter/management")
         for path in ("/live", "/ready", "/health", "/metrics"):
@@ -411,7 +400,7 @@ def test_probes_answer_while_the_block_is_constructed(redis_server: EmbeddedRedi
     assert len(built) == 1, "Block.start() failed"
     runtime = built[0]
     try:
-        wait_for(lambda: is_ready(base), what="/ready once constructed")
+        eventually(lambda: is_ready(base), what="/ready once constructed")
         r = httpx.get(base + "/health", timeout=5)
         assert r.json() == {"success": True, "data": {"status": "loaded"}}
     finally:
@@ -463,7 +452,7 @@ def test_sidecar_and_event_push_failures_are_counted_in_metrics(
                 packet = make_packet({"i": i}, session_id=f"s{i}")
                 r.lpush(keys.inputs(runtime.settings.block_id), packet.SerializeToString())
             out = runtime.settings.default_output
-            wait_for(lambda: r.llen(out) >= 3, what="the outputs")
+            eventually(lambda: r.llen(out) >= 3, what="the outputs")
         finally:
             r.close()
         samples = samples_of(httpx.get(base + "/metrics", timeout=5).text)
@@ -559,7 +548,7 @@ def test_user_metrics_with_labels(
             packet = make_packet({"kind": kind, "value": value}, session_id="m")
             r.lpush(keys.inputs(block_id), packet.SerializeToString())
         out = runtime.settings.default_output
-        wait_for(lambda: r.llen(out) >= len(jobs), what="the outputs")
+        eventually(lambda: r.llen(out) >= len(jobs), what="the outputs")
     finally:
         r.close()
     resp = client.get("/metrics")
@@ -593,7 +582,7 @@ def test_slow_health_is_503_and_other_probes_stay_fast(
     threads = [threading.Thread(target=probe) for _ in range(3)]
     for t in threads:
         t.start()
-    wait_for(lambda: block.health_calls > calls_before, what="health() to be called")
+    eventually(lambda: block.health_calls > calls_before, what="health() to be called")
     for _ in range(5):  # while health() hangs, liveness and the rest answer at once
         t0 = time.monotonic()
         assert client.get("/live").status_code == 200
@@ -607,7 +596,7 @@ def test_slow_health_is_503_and_other_probes_stay_fast(
     assert block.health_calls == calls_before + 1  # concurrent probes shared one call
     block.release.set()
     block.health_mode = "ok"
-    wait_for(lambda: client.get("/health").status_code == 200, what="health to recover")
+    eventually(lambda: client.get("/health").status_code == 200, what="health to recover")
 
 
 class FuzzBlock:
@@ -710,7 +699,7 @@ def test_health_latency_while_saturated(redis_server: EmbeddedRedis) -> None:
                 for _ in range(20):
                     pipe.lpush(keys.inputs(block_id), *([raw] * 1000))
                 pipe.execute()
-            wait_for(lambda: r.llen(out) > 0, what="the pipeline to start")
+            eventually(lambda: r.llen(out) > 0, what="the pipeline to start")
             done_before, t0 = r.llen(out), time.monotonic()
             loaded = measure(c, 3.0)
             rate = (r.llen(out) - done_before) / (time.monotonic() - t0)

@@ -18,8 +18,9 @@ from aios_instance import keys
 from aios_instance.embedded import EmbeddedRedis, free_port
 from aios_instance.errors import TransportError
 from aios_instance.routing import Destination
-from aios_instance.transport import Claim
+from aios_instance.transport.base import Claim
 from aios_instance.transport.redis import RedisSink, RedisSource, connect
+from tests.support import eventually
 
 BLOCK = "tb"
 
@@ -38,13 +39,6 @@ def _fill(client: redis.Redis, n: int) -> list[bytes]:
 
 def _dest(server: EmbeddedRedis, queue: str) -> Destination:
     return Destination("redis", "127.0.0.1", server.port, queue, "")
-
-
-def _wait_until(cond: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
 
 
 def test_claim_is_fifo_and_moves_to_processing(
@@ -238,7 +232,7 @@ def test_requeue_of_a_lapsed_instance_goes_to_the_front_with_attempts(
     alive = _source(redis_server, "alive")
     alive.renew_lease()
     assert alive.requeue_orphans() == 0  # the lease still holds
-    _wait_until(lambda: not redis_client.exists(keys.lease(BLOCK, "dead")))
+    eventually(lambda: not redis_client.exists(keys.lease(BLOCK, "dead")))
     assert alive.requeue_orphans() == 3
     assert redis_client.llen(dead.processing) == 0
     assert redis_client.smembers(keys.instances(BLOCK)) == {b"alive"}

@@ -7,9 +7,9 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 
-from ._pipeline import PipelineResult
-from .metrics import RuntimeMetrics
-from .transport import Claim
+from ..metrics import RuntimeMetrics
+from ..transport.base import Claim
+from .pipeline import PipelineResult
 from .worker import WorkerHooks
 
 __all__ = ["MetricsHooks"]

@@ -1,6 +1,6 @@
 """``aios-instance`` commands run in-process through ``main()`` against a real redis-server.
 
-(``run`` in a subprocess is covered by test_runtime_e2e.py and test_faults.py.)
+(``run`` in a subprocess is covered by tests/system/.)
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ import redis
 
 from aios_instance import keys
 from aios_instance.cli import load_block_class, main
-from aios_instance.deadletter import dead_letter_record
 from aios_instance.embedded import EmbeddedRedis
 from aios_instance.packet import decode_packet, encode_output, make_packet
+from aios_instance.runtime.deadletter import dead_letter_record
+from tests.support import ROOT
 
 ENV = ("REDIS_HOST", "REDIS_PORT", "REDIS_DB", "REDIS_PASSWORD", "AIOS_REDIS_URL", "BLOCK_ID")
 
@@ -162,7 +163,7 @@ def test_usage_errors_are_one_line_with_exit_2(
 def test_run_with_missing_block_data_fails_before_starting_anything(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    block = Path(__file__).resolve().parents[1] / "examples" / "simple_block" / "block.py"
+    block = ROOT / "examples" / "simple_block" / "block.py"
     missing = tmp_path / "missing.json"
     state = str(tmp_path / "state.json")
     code, out, err = _run(

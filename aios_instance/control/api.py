@@ -37,12 +37,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from . import _json
-from .errors import ConfigError
+from .. import _json
+from ..errors import ConfigError
 from .params import ParameterListener, UpdateResultError
 
 if TYPE_CHECKING:
-    from .block import Runtime
+    from ..runtime.block import Runtime
 
 __all__ = [
     "CALLBACK_BACKLOG",

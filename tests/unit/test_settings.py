@@ -1,14 +1,12 @@
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 
 import pytest
 
 from aios_instance.errors import ConfigError
 from aios_instance.settings import VARIABLES, Settings
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT
 
 
 def test_defaults_without_environment() -> None:

@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from . import _json, keys
-from .deadletter import dead_letter_record
-from .transport.redis import connect
+from .. import _json, keys
+from ..runtime.deadletter import dead_letter_record
+from ..transport.redis import connect
 
 if TYPE_CHECKING:
-    from .block import Runtime
+    from ..runtime.block import Runtime
 
 __all__ = ["ParameterListener", "UpdateResultError"]
 

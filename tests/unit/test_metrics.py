@@ -14,8 +14,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from aios_instance import Block, _json
+from aios_instance.control.exporter import NODE_METRICS_MAX_LEN
 from aios_instance.embedded import EmbeddedRedis, free_port
-from aios_instance.exporter import NODE_METRICS_MAX_LEN
 from aios_instance.metrics import (
     FAILURE_REASONS,
     PHASES,
@@ -27,6 +27,7 @@ from aios_instance.metrics import (
     sample_key,
 )
 from aios_instance.settings import Settings
+from tests.support import eventually
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -34,16 +35,6 @@ pytestmark = pytest.mark.timeout(30)
 @pytest.fixture
 def metrics() -> AIOSMetrics:
     return AIOSMetrics(block_id="blk", instance_id="inst-1")
-
-
-def wait_until(predicate: Callable[[], bool], timeout_s: float = 10.0) -> bool:
-    """Poll ``predicate`` until it holds or the deadline passes."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        threading.Event().wait(0.01)
-    return predicate()
 
 
 def quick_client(url: str) -> Callable[[], redis.Redis]:
@@ -369,7 +360,7 @@ def test_exporter_pushes_json_snapshots(
         node_id="node-a",
         hardware=lambda: {"cpu_percent": 1.0, "gpus": []},
     ).start()
-    assert wait_until(lambda: redis_client.llen("NODE_METRICS") >= 2)
+    assert eventually(lambda: redis_client.llen("NODE_METRICS") >= 2)
     exporter.stop(5.0)
     assert not exporter.alive
     newest = _json.loads(redis_client.lindex("NODE_METRICS", 0) or b"")  # LPUSH: newest at the left
@@ -467,7 +458,7 @@ def test_runtime_snapshots_name_the_node(
     runtime = Block(_Idle, settings).start()
     client = redis.Redis.from_url(server.url, protocol=2)
     try:
-        assert wait_until(lambda: client.llen("NODE_METRICS") >= 1)
+        assert eventually(lambda: client.llen("NODE_METRICS") >= 1)
         snap = _json.loads(client.lindex("NODE_METRICS", 0) or b"")
     finally:
         client.close()
@@ -488,11 +479,11 @@ def test_exporter_survives_a_dead_redis_and_recovers(
         return base()
 
     exporter = exporter_factory(metrics, factory, interval_s=0.02, hardware=dict).start()
-    assert wait_until(lambda: exporter.failures >= 3)
+    assert eventually(lambda: exporter.failures >= 3)
     assert exporter.alive and exporter.pushes == 0
     assert len(made) >= 3  # the client is made anew after each connection error
     with server:  # Redis comes up on that port: the same exporter starts delivering
-        assert wait_until(lambda: exporter.pushes >= 1)
+        assert eventually(lambda: exporter.pushes >= 1)
         client = redis.Redis.from_url(server.url, protocol=2)
         try:
             assert client.llen("NODE_METRICS") >= 1
@@ -513,7 +504,7 @@ def test_exporter_survives_a_failing_factory_and_hardware(
     exporter = exporter_factory(metrics, broken_factory, interval_s=0.02, hardware=broken_hardware)
     assert exporter.push_once() is False
     exporter.start()
-    assert wait_until(lambda: exporter.failures >= 3)
+    assert eventually(lambda: exporter.failures >= 3)
     assert exporter.alive
 
 

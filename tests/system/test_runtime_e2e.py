@@ -23,10 +23,9 @@ import redis
 from aios_instance import keys
 from aios_instance.embedded import EmbeddedRedis, free_port
 from aios_instance.packet import decode_packet, make_packet
+from tests.support import ROOT, SIMPLE_BLOCK, eventually
 
-ROOT = Path(__file__).resolve().parents[1]
 CLI = str(Path(sys.executable).with_name("aios-instance"))
-SIMPLE = f"{ROOT / 'examples' / 'simple_block' / 'block.py'}:SimpleBlock"
 _CLEARED = ("AIOS_", "REDIS_", "BLOCK", "INSTANCE_ID", "MGMT_PORT", "METRICS_", "CUSTOM_INIT")
 
 
@@ -87,13 +86,6 @@ def cli(*args: str, timeout_s: float = 30, **env: str) -> subprocess.CompletedPr
     )  # fmt: skip
 
 
-def _poll(cond: Callable[[], bool], timeout_s: float = 20, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
-
-
 def _client(server: EmbeddedRedis) -> redis.Redis:
     return redis.Redis.from_url(server.url, protocol=2)
 
@@ -102,7 +94,7 @@ def test_run_then_send_wait_prints_the_output(
     redis_factory: Callable[[], EmbeddedRedis], procs: Procs
 ) -> None:
     server = redis_factory()
-    proc = procs.run("run", SIMPLE, "--redis", server.url, "--block-id", "simple")
+    proc = procs.run("run", SIMPLE_BLOCK, "--redis", server.url, "--block-id", "simple")
     procs.wait_for_line(proc, "serving block simple")
     common = ("--redis", server.url, "--block-id", "simple")
     done = cli("send", *common, "--data", '{"value": 0.7}', "--wait")
@@ -124,7 +116,7 @@ def test_run_then_send_wait_prints_the_output(
 
 def test_run_with_no_redis_embeds_one_that_send_finds(procs: Procs, tmp_path: Path) -> None:
     state = tmp_path / "state.json"
-    proc = procs.run("run", SIMPLE, "--state-file", str(state))
+    proc = procs.run("run", SIMPLE_BLOCK, "--state-file", str(state))
     line = procs.wait_for_line(proc, "embedded redis-server at redis://127.0.0.1:")
     url = line.split(" at ", 1)[1].strip()
     redis_pid = int(json.loads(state.read_text())["redis_pid"])
@@ -137,7 +129,7 @@ def test_run_with_no_redis_embeds_one_that_send_finds(procs: Procs, tmp_path: Pa
         client.close()
         assert procs.terminate(proc) == 0
         assert not state.exists()
-        _poll(lambda: not _alive(redis_pid), 5, "the embedded redis-server to stop")
+        eventually(lambda: not _alive(redis_pid), 5, "the embedded redis-server to stop")
     finally:
         if _alive(redis_pid) and b"redis-server" in Path(f"/proc/{redis_pid}/cmdline").read_bytes():
             os.kill(redis_pid, signal.SIGKILL)
@@ -167,8 +159,8 @@ def test_two_block_graph_across_two_servers(
             "B": {"outputs": [{"host": "127.0.0.1", "port": first.port, "queue_name": "FINAL"}]},
         },
     }
-    a = procs.run("run", SIMPLE, "--redis", first.url, "--block-id", "A")
-    b = procs.run("run", SIMPLE, AIOS_REDIS_URL=second.url, BLOCK_ID="B")  # env, not options
+    a = procs.run("run", SIMPLE_BLOCK, "--redis", first.url, "--block-id", "A")
+    b = procs.run("run", SIMPLE_BLOCK, AIOS_REDIS_URL=second.url, BLOCK_ID="B")  # env, not options
     c1, c2 = _client(first), _client(second)
     n = 300
     pipe = c1.pipeline(transaction=False)
@@ -176,7 +168,7 @@ def test_two_block_graph_across_two_servers(
         packet = make_packet({"value": i / n}, session_id="chain", seq_no=i, output_ptr=graph)
         pipe.lpush(keys.inputs("A"), packet.SerializeToString())
     pipe.execute()
-    _poll(lambda: c1.llen("FINAL") >= n, what="outputs after block B")
+    eventually(lambda: c1.llen("FINAL") >= n, what="outputs after block B")
     outputs = [decode_packet(raw) for raw in c1.lrange("FINAL", 0, -1)[::-1]]
     assert len(outputs) == n
     assert sorted(p.seq_no for p in outputs) == list(range(n))
@@ -201,7 +193,7 @@ def test_dead_letter_replayed_once_its_endpoint_is_up(
     server = redis_factory()
     port = free_port()
     proc = procs.run(
-        "run", SIMPLE, "--redis", server.url, "--block-id", "simple",
+        "run", SIMPLE_BLOCK, "--redis", server.url, "--block-id", "simple",
         AIOS_DELIVERY_TIMEOUT_S="0.5",
     )  # fmt: skip
     client = _client(server)
@@ -209,7 +201,7 @@ def test_dead_letter_replayed_once_its_endpoint_is_up(
     common = ("--redis", server.url, "--block-id", "simple")
     sent = cli("send", *common, "--data", '{"value": 0.9}', "--output-ptr", json.dumps(ptr))
     assert sent.returncode == 0, sent.stderr
-    _poll(lambda: client.llen(keys.dead_letters("simple")) == 1, what="the dead letter")
+    eventually(lambda: client.llen(keys.dead_letters("simple")) == 1, what="the dead letter")
     listed = cli("dead", "list", *common)
     assert listed.returncode == 0, listed.stderr
     [row] = listed.stdout.splitlines()
@@ -226,7 +218,7 @@ def test_dead_letter_replayed_once_its_endpoint_is_up(
         assert replayed.stdout == "replayed 1 packet(s) from 1 record(s)\n"
         assert client.llen(keys.dead_letters("simple")) == 0
         later_client = _client(later)
-        _poll(lambda: later_client.llen("LATER") == 1, what="the replayed output")
+        eventually(lambda: later_client.llen("LATER") == 1, what="the replayed output")
         [raw] = later_client.lrange("LATER", 0, -1)
         assert json.loads(decode_packet(raw).data) == {"value": 0.9, "passed": True}
         later_client.close()

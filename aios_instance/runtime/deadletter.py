@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from . import _json
+from .. import _json
 
 __all__ = ["dead_letter_record", "record_packets"]
 
