@@ -27,10 +27,11 @@ from typing import Any
 
 from aios_instance import _json
 from aios_instance.embedded import EmbeddedRedis
-from aios_instance.metrics import AIOSMetrics, RuntimeMetrics
+from aios_instance.metrics import AIOSMetrics
 from aios_instance.packet import decode_packet, encode_output
 from aios_instance.routing import Router, destination_from_url
 from aios_instance.runtime.hooks import MetricsHooks
+from aios_instance.runtime.instruments import RuntimeMetrics
 from aios_instance.runtime.pipeline import Pipeline
 from aios_instance.runtime.worker import Worker
 from aios_instance.testing import TestContext

@@ -21,10 +21,11 @@ from typing import Any
 from .. import _json, keys, state
 from ..blockdata import BlockData, load_block_data
 from ..context import Context
+from ..control.exporter import MetricsExporter
 from ..control.params import UpdateResultError
 from ..errors import ConfigError, TransportError
 from ..events import BlockEvents
-from ..metrics import AIOSMetrics, MetricsExporter, MetricsServer, RuntimeMetrics
+from ..metrics import AIOSMetrics, MetricsServer
 from ..packet import decode_packet
 from ..routing import Router, destination_from_url
 from ..sessions import SessionsManager
@@ -33,6 +34,7 @@ from ..sidecars import BlockSideCars
 from ..transport.pool import SinkPool
 from ..transport.redis import RedisSource, connect
 from .hooks import MetricsHooks
+from .instruments import RuntimeMetrics
 from .pipeline import Pipeline
 from .worker import Worker
 

@@ -7,8 +7,8 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 
-from ..metrics import RuntimeMetrics
 from ..transport.base import Claim
+from .instruments import RuntimeMetrics
 from .pipeline import PipelineResult
 from .worker import WorkerHooks
 

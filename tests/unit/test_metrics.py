@@ -14,18 +14,10 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from aios_instance import Block, _json
-from aios_instance.control.exporter import NODE_METRICS_MAX_LEN
+from aios_instance.control.exporter import NODE_METRICS_MAX_LEN, MetricsExporter
 from aios_instance.embedded import EmbeddedRedis, free_port
-from aios_instance.metrics import (
-    FAILURE_REASONS,
-    PHASES,
-    AIOSMetrics,
-    MetricsExporter,
-    RuntimeMetrics,
-    UnknownMetricError,
-    flatten,
-    sample_key,
-)
+from aios_instance.metrics import AIOSMetrics, UnknownMetricError, flatten, sample_key
+from aios_instance.runtime.instruments import FAILURE_REASONS, PHASES, RuntimeMetrics
 from aios_instance.settings import Settings
 from tests.support import eventually
 

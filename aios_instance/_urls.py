@@ -1,0 +1,74 @@
+"""Redis addresses and URLs: one place that builds, normalises and redacts them.
+
+Hosts may be names, IPv4 or IPv6 addresses; an IPv6 host is always bracketed in a URL
+(``redis://[::1]:6379/0``). Passwords are percent-encoded when a URL is built and never
+appear in what :func:`redact` or :func:`location` return (those are for logs and errors).
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import quote, urlsplit
+
+from .errors import ConfigError
+
+__all__ = [
+    "DEFAULT_PORT",
+    "SCHEMES",
+    "as_redis_url",
+    "bracket",
+    "location",
+    "redact",
+    "redis_url",
+]
+
+DEFAULT_PORT = 6379
+SCHEMES = ("redis", "rediss", "unix")
+_PASSWORD = re.compile(r"(//[^/@]*?:)[^/@]*@")
+_USER_ONLY = re.compile(r"//[^/@:]+@")
+
+
+def bracket(host: str) -> str:
+    """``host`` as it goes in a URL's authority (IPv6 addresses bracketed)."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def redis_url(host: str, port: int = DEFAULT_PORT, db: int = 0, password: str = "") -> str:
+    """The ``redis://`` URL of a server (the password percent-encoded)."""
+    auth = f":{quote(password, safe='')}@" if password else ""
+    return f"redis://{auth}{bracket(host)}:{port}/{db}"
+
+
+def as_redis_url(value: str, default_port: int = DEFAULT_PORT) -> str:
+    """Normalise ``host``, ``host:port``, ``[ipv6]:port``, a bare IPv6 address or a Redis URL
+    to a Redis URL; ConfigError (one line, naming the value) for anything else."""
+    value = value.strip()
+    if "://" in value:
+        if urlsplit(value).scheme not in SCHEMES:
+            raise ConfigError(f"not a Redis URL: {value!r} (use redis://, rediss:// or unix://)")
+        return value
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    elif value.count(":") > 1:  # a bare IPv6 address
+        host, port = value, ""
+    else:
+        host, _, port = value.partition(":")
+    if not host or (port and not port.isdigit()):
+        raise ConfigError(f"not a Redis address: {value!r} (use host, host:port or a URL)")
+    return redis_url(host, int(port or default_port))
+
+
+def redact(url: str) -> str:
+    """The URL with its password (or a lone user token) replaced by ``***``."""
+    masked = _PASSWORD.sub(r"\1***@", url)
+    return _USER_ONLY.sub("//***@", masked)
+
+
+def location(url: str) -> str:
+    """``host:port/db`` of a Redis URL (the socket path for ``unix://``), for logs."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return parts.path
+    host = parts.hostname or "localhost"
+    return f"{bracket(host)}:{parts.port or DEFAULT_PORT}{parts.path or ''}"

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import pytest
+
+from aios_instance._urls import as_redis_url, bracket, location, redact, redis_url
+from aios_instance.errors import ConfigError
+
+
+def test_redis_url_brackets_ipv6_and_encodes_the_password() -> None:
+    assert redis_url("::1", 6380, 2) == "redis://[::1]:6380/2"
+    assert redis_url("h", password="p@ss/w") == "redis://:p%40ss%2Fw@h:6379/0"
+    assert bracket("[::1]") == "[::1]"
+    assert bracket("10.0.0.1") == "10.0.0.1"
+
+
+@pytest.mark.parametrize(
+    ("value", "url"),
+    [
+        ("redis-host", "redis://redis-host:6379/0"),
+        ("redis-host:6390", "redis://redis-host:6390/0"),
+        ("[::1]:6390", "redis://[::1]:6390/0"),
+        ("[::1]", "redis://[::1]:6379/0"),
+        ("::1", "redis://[::1]:6379/0"),
+        ("redis://u:p@h:1/2", "redis://u:p@h:1/2"),
+        (" unix:///tmp/r.sock ", "unix:///tmp/r.sock"),
+    ],
+)
+def test_as_redis_url_normalises_every_spelling(value: str, url: str) -> None:
+    assert as_redis_url(value) == url
+
+
+@pytest.mark.parametrize("value", ["http://h:1", "h:port", ":6379", ""])
+def test_as_redis_url_refuses_what_is_not_an_address(value: str) -> None:
+    with pytest.raises(ConfigError, match="not a Redis"):
+        as_redis_url(value)
+
+
+def test_redact_and_location_never_show_the_password() -> None:
+    assert redact("redis://user:secret@h:1/0") == "redis://user:***@h:1/0"
+    assert redact("redis://:secret@h:1/0") == "redis://:***@h:1/0"
+    assert redact("redis://token@h:1/0") == "redis://***@h:1/0"
+    assert redact("redis://h:1/0") == "redis://h:1/0"
+    assert location("redis://:secret@[::1]:6390/3") == "[::1]:6390/3"
+    assert location("redis://h") == "h:6379"
+    assert location("unix:///tmp/r.sock") == "/tmp/r.sock"
