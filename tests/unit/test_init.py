@@ -65,3 +65,30 @@ def test_context_always_carries_working_services() -> None:
     assert ctx.side_cars.names == []
     assert ctx.allocation_info == {"gpus": [], "node_id": "", "cluster_id": ""}
     assert ctx.block_data == {} and ctx.block_init_parameters == {}
+
+
+# What the front door and aios_instance.tools gave before the 2026-12 restructuring: blocks
+# and tests written against them must keep importing every one of these names.
+FRONT_DOOR_2026_12 = {
+    "AIOSError", "AIOSMetrics", "AIOSPacket", "BatchBlockProtocol", "Batcher", "Block",
+    "BlockData", "BlockEvents", "BlockProtocol", "BlockSideCars", "BlockTestError",
+    "BlockTester", "ConfigError", "Context", "DataDecodeError", "Destination", "Failure",
+    "FileInfo", "MemoryStateDict", "Muxer", "OnDataResult", "Outcome", "Output",
+    "PacketDecodeError", "PacketError", "Pipeline", "PipelineResult", "PreProcessResult",
+    "Router", "RoutingError", "Runtime", "SessionsManager", "Settings", "SidecarConsumer",
+    "StateDict", "TestContext", "TimeBasedBatcher", "TransportError", "decode_packet", "json",
+    "load_block_data", "make_packet", "time",
+}  # fmt: skip
+TOOLS_2026_12 = {"Batcher", "ExpiredGroup", "GroupKey", "MuxedData", "Muxer", "TimeBasedBatcher"}
+
+
+def test_every_name_the_front_door_gave_is_still_there() -> None:
+    assert set(aios_instance.__all__) >= FRONT_DOOR_2026_12
+    for name in FRONT_DOOR_2026_12:
+        assert getattr(aios_instance, name) is not None, name
+
+
+def test_every_name_tools_gave_is_still_there() -> None:
+    assert set(aios_instance.tools.__all__) >= TOOLS_2026_12
+    for name in TOOLS_2026_12:
+        assert getattr(aios_instance.tools, name) is not None, name
