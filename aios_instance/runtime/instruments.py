@@ -27,10 +27,16 @@ FAILURE_REASONS = (
     "expired",
     "max_deliveries",
 )
-PHASE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)  # fmt: skip
-END_TO_END_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-                      1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)  # fmt: skip
+
+
+def _decades(first_exponent: int, last_exponent: int) -> tuple[float, ...]:
+    """1, 2.5, 5 times each power of ten from 10**first to 10**last (Prometheus-style)."""
+    exponents = range(first_exponent, last_exponent + 1)
+    return tuple(round(m * 10.0**e, 6) for e in exponents for m in (1, 2.5, 5))
+
+
+PHASE_BUCKETS = (*_decades(-4, 0), 10.0, 30.0, 60.0)
+END_TO_END_BUCKETS = (*_decades(-3, 0), 10.0, 30.0, 60.0, 120.0, 300.0)
 BATCH_SIZE_BUCKETS = tuple(float(2**i) for i in range(11))  # 1, 2, 4, ..., 1024
 
 

@@ -78,10 +78,14 @@ def test_runtime_exports_the_allocation(monkeypatch: pytest.MonkeyPatch) -> None
     allocation = {"gpus": [{"index": 0}], "node_id": "node-1", "cluster_id": "c1"}
     with EmbeddedRedis() as server:
         settings = Settings(
-            block_id="gpu", redis_url_override=server.url, mgmt_port=free_port(),
-            metrics_port=0, control_bind="127.0.0.1", idle_wait_s=0.2,
+            block_id="gpu",
+            redis_url_override=server.url,
+            mgmt_port=free_port(),
+            metrics_port=0,
+            control_bind="127.0.0.1",
+            idle_wait_s=0.2,
             allocation_info=allocation,
-        )  # fmt: skip
+        )
         runtime = Block(GpuBlock, settings).start()
         client = redis.Redis.from_url(server.url, protocol=2)
         try:
@@ -113,9 +117,12 @@ def wait_for_health(url: str, timeout_s: float = 10.0) -> Any:
 def constructed(allocation: dict[str, Any] | None, document: dict[str, Any] | None = None) -> Any:
     """context.allocation_info of a Runtime built (not served) with this allocation."""
     settings = Settings(
-        block_id="gpu", redis_url_override="redis://127.0.0.1:1/0", mgmt_port=0,
-        metrics_port=0, allocation_info=allocation,
-    )  # fmt: skip
+        block_id="gpu",
+        redis_url_override="redis://127.0.0.1:1/0",
+        mgmt_port=0,
+        metrics_port=0,
+        allocation_info=allocation,
+    )
     runtime = Runtime(GpuBlock, settings, BlockData(document or {}))
     runtime.redis.close()  # never connected: nothing is served
     state.set_default_redis(None)

@@ -78,9 +78,13 @@ def cli_env(**extra: str) -> dict[str, str]:
     """The environment minus every setting the runtime reads, plus ``extra``; ports off."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(_CLEARED)}
     env.update(
-        MGMT_PORT="0", METRICS_PORT="0", AIOS_IDLE_WAIT_S="0.2", AIOS_LOG_LEVEL="WARNING",
-        AIOS_CLAIM_BATCH=str(CLAIM_BATCH), **extra,
-    )  # fmt: skip
+        MGMT_PORT="0",
+        METRICS_PORT="0",
+        AIOS_IDLE_WAIT_S="0.2",
+        AIOS_LOG_LEVEL="WARNING",
+        AIOS_CLAIM_BATCH=str(CLAIM_BATCH),
+        **extra,
+    )
     return env
 
 
@@ -101,10 +105,24 @@ class Procs:
         """A redis-server with an fsync-always AOF in ``data_dir``: a restart keeps its data."""
         data_dir.mkdir(exist_ok=True)
         args = [
-            find_redis_server(), "--port", str(port), "--bind", "127.0.0.1",
-            "--dir", str(data_dir), "--save", "", "--appendonly", "yes",
-            "--appendfsync", "always", "--daemonize", "no", "--loglevel", "warning",
-        ]  # fmt: skip
+            find_redis_server(),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(data_dir),
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--daemonize",
+            "no",
+            "--loglevel",
+            "warning",
+        ]
         proc = self._start(args, None, f"redis-{port}")
         client = redis.Redis(port=port, host="127.0.0.1", protocol=2, socket_timeout=1.0)
         try:
@@ -239,16 +257,23 @@ def _garbage(rng: random.Random, i: int, unreachable_port: int) -> tuple[str, by
         packet.data = rng.choice(["{not json", "nan?", "[1, 2", "'single'", '{"a": }'])
         return "bad_input", packet.SerializeToString()
     if kind == 2:
-        ptr = rng.choice(["{broken", '{"outputs": "x"}', '{"outputs": [{"port": 1}]}',
-                          '{"outputs": [{"host": "h", "port": 70000, "queue_name": "q"}]}',
-                          '{"is_graph": true, "graph": {}}'])  # fmt: skip
+        ptr = rng.choice(
+            [
+                "{broken",
+                '{"outputs": "x"}',
+                '{"outputs": [{"port": 1}]}',
+                '{"outputs": [{"host": "h", "port": 70000, "queue_name": "q"}]}',
+                '{"is_graph": true, "graph": {}}',
+            ]
+        )
         packet = make_packet({"value": 1.0}, session_id="bad", seq_no=i, output_ptr=ptr)
         return "routing_error", packet.SerializeToString()
     if kind == 3:  # valid JSON the block cannot handle: it returns (False, reason)
         packet = make_packet({"value": "high"}, session_id="bad", seq_no=i)
         return "user_error", packet.SerializeToString()
-    packet = make_packet({"value": 1.0}, session_id="bad", seq_no=i,
-                         output_ptr=_ptr(unreachable_port, "NOWHERE"))  # fmt: skip
+    packet = make_packet(
+        {"value": 1.0}, session_id="bad", seq_no=i, output_ptr=_ptr(unreachable_port, "NOWHERE")
+    )
     return "delivery_error", packet.SerializeToString()
 
 
@@ -282,8 +307,7 @@ def test_malformed_inputs_are_dead_lettered_and_the_block_keeps_running(
     records = [json.loads(r) for r in client.lrange(keys.dead_letters("m"), 0, -1)]
     assert len(records) == n_bad
     assert Counter(r["outcome"] for r in records) == expected
-    assert expected == Counter(bad_input=400, routing_error=200, user_error=200,
-                               delivery_error=200)  # fmt: skip
+    assert expected == Counter(bad_input=400, routing_error=200, user_error=200, delivery_error=200)
     assert all(r["reason"] and r["block_id"] == "m" for r in records)
     assert {base64.b64decode(r["packet"]) for r in records} == bad_packets
     outputs = [decode_packet(raw) for raw in client.lrange("OUTPUT", 0, -1)]

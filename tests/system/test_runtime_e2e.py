@@ -81,9 +81,13 @@ def procs(tmp_path: Path, spawned: list[subprocess.Popen[bytes]]) -> Procs:
 def cli(*args: str, timeout_s: float = 30, **env: str) -> subprocess.CompletedProcess[str]:
     """Run a short CLI command (send, dead, tail) to completion."""
     return subprocess.run(
-        [CLI, *args], env=cli_env(**env), capture_output=True, text=True, timeout=timeout_s,
+        [CLI, *args],
+        env=cli_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
         cwd=ROOT,
-    )  # fmt: skip
+    )
 
 
 def _client(server: EmbeddedRedis) -> redis.Redis:
@@ -193,9 +197,14 @@ def test_dead_letter_replayed_once_its_endpoint_is_up(
     server = redis_factory()
     port = free_port()
     proc = procs.run(
-        "run", SIMPLE_BLOCK, "--redis", server.url, "--block-id", "simple",
+        "run",
+        SIMPLE_BLOCK,
+        "--redis",
+        server.url,
+        "--block-id",
+        "simple",
         AIOS_DELIVERY_TIMEOUT_S="0.5",
-    )  # fmt: skip
+    )
     client = _client(server)
     ptr = {"outputs": [{"host": "127.0.0.1", "port": port, "queue_name": "LATER"}]}
     common = ("--redis", server.url, "--block-id", "simple")
