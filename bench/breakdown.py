@@ -35,6 +35,7 @@ from aios_instance.runtime.instruments import RuntimeMetrics
 from aios_instance.runtime.pipeline import Pipeline
 from aios_instance.runtime.worker import Worker
 from aios_instance.testing import TestContext
+from aios_instance.transport.base import Commit
 from aios_instance.transport.memory import MemorySource
 from aios_instance.transport.redis import RedisSource
 
@@ -85,9 +86,14 @@ def _layers(url: str, raws: Sequence[bytes]) -> dict[str, float]:
         source.inputs.extend(raws)
         metrics = RuntimeMetrics(AIOSMetrics(block_id=BLOCK_ID, instance_id="breakdown"))
         worker = Worker(
-            _pipeline(url), source, lambda dest: None, block_id=BLOCK_ID,
-            instance_id="breakdown", idle_wait_s=0.001, hooks=MetricsHooks(metrics),
-        )  # fmt: skip
+            _pipeline(url),
+            source,
+            lambda dest: None,
+            block_id=BLOCK_ID,
+            instance_id="breakdown",
+            idle_wait_s=0.001,
+            hooks=MetricsHooks(metrics),
+        )
         while source.inputs or source.processing:  # the last batch was claimed ahead
             worker.step()
         assert sum(len(v) for v in source.lists.values()) == n
@@ -121,8 +127,8 @@ def _micro(url: str, raw: bytes) -> dict[str, float]:
         "process_batch, 1 packet": lambda: pipeline.process_batch((raw,)),
     }
     calls = 20_000
-    return {name: min(timeit.repeat(fn, number=calls, repeat=3)) / calls * 1e6
-            for name, fn in steps.items()}  # fmt: skip
+    best_s = {name: min(timeit.repeat(fn, number=calls, repeat=3)) for name, fn in steps.items()}
+    return {name: seconds / calls * 1e6 for name, seconds in best_s.items()}
 
 
 def _cpu_s(pid: int) -> float:
@@ -139,8 +145,8 @@ def _redis_ops(bench: Bench, redis_pid: int, raws: Sequence[bytes]) -> dict[str,
     path sends, one MULTI per batch: LPUSH outputs + the trim script (a checked LTRIM: the
     ack of the whole claim) + the claim script for the next batch (RPOP, HLEN, LPUSH to the
     processing list).
-    per-packet ack: RedisSource.claim, then RedisSource.commit naming every packet (the
-    general path: Lua LREM each), for comparison.
+    per-packet ack: RedisSource.claim, then a commit naming every packet (what a commit
+    that is not one whole claim does: Lua LREM each), for comparison.
     """
     r, batches = bench.r, len(raws) // BATCH
     source = RedisSource(r, BLOCK_ID, "breakdown")
@@ -151,16 +157,15 @@ def _redis_ops(bench: Bench, redis_pid: int, raws: Sequence[bytes]) -> dict[str,
             items = [r.brpop([INPUT_LIST], timeout=1)[1], *r.rpop(INPUT_LIST, BATCH - 1)]
             r.lpush(OUTPUT_LIST, *items)
 
-    def runtime() -> None:  # serially here; the worker overlaps it with the next batch
-        items = [c.raw for c in source.claim(BATCH, 0.0)]
+    def runtime() -> None:  # the claim ahead rides with each commit, as in the worker
         for _ in range(batches):
-            _, claims = source.finish(source.send_commit_and_claim({dest: items}, items, BATCH))
-            items = [c.raw for c in claims]
+            items = [c.raw for c in source.claim(BATCH, 0.0)]
+            source.commit(Commit({dest: items}, items))
 
     def per_packet_ack() -> None:
         for _ in range(batches):
             items = [c.raw for c in source.claim(BATCH, 0.0)]
-            source.commit({dest: items}, items, [])
+            source.commit(Commit({dest: items}, items[::-1]))  # not in claim order: by name
 
     n = batches * BATCH
     out: dict[str, dict[str, float]] = {}

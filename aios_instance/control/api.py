@@ -304,7 +304,7 @@ def _not_ready(rt: Runtime) -> str:
         return _STARTING
     if rt.draining:
         return "draining: not taking new work"
-    lease = getattr(rt, "_lease", None)
+    lease = getattr(rt, "lease", None)
     renewed_at = getattr(lease, "renewed_at", None)
     if renewed_at is None:
         return "starting: not serving yet"

@@ -19,6 +19,7 @@ from types import FrameType
 from typing import Any
 
 from .. import _json, keys, state
+from .._urls import as_redis_url, redact
 from ..blockdata import BlockData, load_block_data
 from ..context import Context
 from ..control.exporter import MetricsExporter
@@ -33,8 +34,9 @@ from ..settings import Settings
 from ..sidecars import BlockSideCars
 from ..transport.pool import SinkPool
 from ..transport.redis import RedisSource, connect
-from .hooks import MetricsHooks
+from .hooks import Hooks, LoggingHooks, MetricsHooks
 from .instruments import RuntimeMetrics
+from .lease import LeaseKeeper
 from .pipeline import Pipeline
 from .worker import Worker
 
@@ -132,9 +134,12 @@ class Runtime:
             instance_id=s.instance_id, claim_batch=s.claim_batch,
             max_deliveries=s.max_deliveries, idle_wait_s=s.idle_wait_s,
             delivery_timeout_s=s.delivery_timeout_s,
-            hooks=MetricsHooks(self.runtime_metrics),
+            hooks=Hooks.combine(
+                MetricsHooks(self.runtime_metrics),
+                LoggingHooks(keys.dead_letters(s.block_id)),
+            ),
         )  # fmt: skip
-        self._lease = _LeaseKeeper(self)
+        self.lease = LeaseKeeper(self.source.lease, s.lease_ttl_s, on_renewed=self._sample)
 
     def _make_context(self) -> Context:
         s, data, m = self.settings, self.block_data, self.runtime_metrics
@@ -163,13 +168,13 @@ class Runtime:
         try:
             self.source.start()
         except TransportError as exc:
-            msg = f"cannot reach the instance Redis at {_safe(s.redis_url)}: {exc}"
+            msg = f"cannot reach the instance Redis at {redact(s.redis_url)}: {exc}"
             raise ConfigError(msg) from None
         try:
             self._start_services()
             log.info(
                 "block %s instance %s serving %s on %s (claim batch %d)",
-                s.block_id, s.instance_id, keys.inputs(s.block_id), _safe(s.redis_url),
+                s.block_id, s.instance_id, keys.inputs(s.block_id), redact(s.redis_url),
                 s.claim_batch,
             )  # fmt: skip
             # Everything built so far (the model, the libraries) lives as long as the process:
@@ -202,8 +207,8 @@ class Runtime:
         return not self.thread.is_alive()
 
     def _start_services(self) -> None:
-        self._lease.start()
-        self._services.append(self._lease.stop)
+        self.lease.start()
+        self._services.append(self.lease.stop)
         s = self.settings
         if s.metrics_port:
             try:
@@ -213,7 +218,7 @@ class Runtime:
                 raise ConfigError(msg) from None
             self._services.append(server.close)
         if s.metrics_redis_host:
-            url = _as_url(s.metrics_redis_host)
+            url = as_redis_url(s.metrics_redis_host)
             exporter = MetricsExporter(
                 self.metrics, lambda: connect(url), interval_s=s.metrics_interval_s,
                 node_id=s.node_id,
@@ -236,8 +241,6 @@ class Runtime:
         t0 = time.monotonic()
         if not self._crashed:  # after a crash the pipeline's state is not to be trusted
             self.worker.shutdown(self.settings.drain_timeout_s)
-        else:
-            self.worker.abandon()
         for close in reversed(self._services):
             try:
                 close()
@@ -250,6 +253,21 @@ class Runtime:
         self.redis.close()
         state.set_default_redis(None)
         log.info("stopped in %.2fs", time.monotonic() - t0)
+
+    def _sample(self) -> None:
+        """After each lease renewal: expire idle sessions, sample the autoscaling gauges."""
+        sessions = self.context.sessions
+        if isinstance(sessions, SessionsManager):  # frees idle sessions no call touches
+            expired = sessions.expire()
+            if expired:
+                log.debug("expired %d idle session(s)", len(expired))
+        m, backlog = self.runtime_metrics, self.source.backlog
+        m.set_queue_depth(backlog.depth())
+        m.set_in_flight(self.worker.in_flight + self.worker.parked)
+        muxer = self.pipeline.muxer
+        if muxer is not None and hasattr(muxer, "open_groups"):
+            m.set_muxer_open_groups(muxer.open_groups)
+        m.set_oldest_age_s(_age_s(backlog.oldest()))
 
     # -- control-plane operations (HTTP and PARAMETER_UPDATES share them) -------------------
     def apply_parameters(self, update: dict[str, Any]) -> tuple[bool, Any]:
@@ -292,63 +310,15 @@ class Runtime:
         return management(action, data)
 
 
-class _LeaseKeeper:
-    """Renews the lease every TTL/3 and requeues lapsed instances' packets every TTL.
-
-    Runs on its own thread (and its own connection from the pool) so user code never delays
-    a renewal; it also samples the queue depth and oldest age for the autoscaler gauges.
-    """
-
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-        self.renewed_at: float | None = None  # time.monotonic() of the last renewal (/ready)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="aios-lease", daemon=True)
-
-    def start(self) -> None:
-        self.renewed_at = time.monotonic()  # serve() calls this right after source.start()
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5.0)
-
-    def _loop(self) -> None:
-        source, ttl = self.runtime.source, self.runtime.settings.lease_ttl_s
-        next_reap = 0.0
-        while not self._stop.wait(ttl / 3):
-            try:
-                source.renew_lease()
-                self.renewed_at = time.monotonic()
-                if time.monotonic() >= next_reap:
-                    source.requeue_orphans()
-                    next_reap = time.monotonic() + ttl
-                self._sample()
-            except Exception as exc:  # never die: a missed renewal is retried in TTL/3
-                log.warning("lease renewal failed: %s", exc)
-
-    def _sample(self) -> None:
-        rt = self.runtime
-        sessions = rt.context.sessions
-        if isinstance(sessions, SessionsManager):  # frees idle sessions no call touches
-            expired = sessions.expire()
-            if expired:
-                log.debug("expired %d idle session(s)", len(expired))
-        m = rt.runtime_metrics
-        m.set_queue_depth(rt.source.depth())
-        m.set_in_flight(rt.worker.in_flight + rt.worker.parked)
-        muxer = rt.pipeline.muxer
-        if muxer is not None and hasattr(muxer, "open_groups"):
-            m.set_muxer_open_groups(muxer.open_groups)
-        oldest = rt.redis.lindex(rt.source.input, -1)
-        age = 0.0
-        if isinstance(oldest, bytes):
-            try:
-                ts = decode_packet(oldest).ts
-                age = max(time.time() - ts, 0.0) if ts > 0 else 0.0
-            except Exception:
-                age = 0.0
-        m.set_oldest_age_s(age)
+def _age_s(raw: bytes | None) -> float:
+    """How long ago a waiting packet was produced (0 when unknown)."""
+    if raw is None:
+        return 0.0
+    try:
+        ts = decode_packet(raw).ts
+    except Exception:
+        return 0.0
+    return max(time.time() - ts, 0.0) if ts > 0 else 0.0
 
 
 def _allocation_of(settings: Settings, data: BlockData) -> dict[str, Any] | None:
@@ -375,20 +345,6 @@ def _export_gpus(allocation: dict[str, Any] | None) -> None:
 
 def _gpu_id(gpu: Any) -> str:
     return str(gpu.get("index", gpu.get("id", gpu)) if isinstance(gpu, dict) else gpu)
-
-
-def _as_url(host: str) -> str:
-    if "://" in host:
-        return host
-    return f"redis://{host}" if ":" in host else f"redis://{host}:6379"
-
-
-def _safe(url: str) -> str:
-    """A URL with its password masked, for logs."""
-    if "@" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    return f"{scheme}://***@{rest.split('@', 1)[1]}"
 
 
 class _StopWhileStarting(BaseException):

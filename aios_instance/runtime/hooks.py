@@ -1,38 +1,162 @@
-"""Metrics as hooks around the worker loop: the loop reports events, this turns them into
-Prometheus samples, batched per claim so the per-packet cost stays near zero."""
+"""Cross-cutting behaviour as hooks around the worker loop: the loop reports events, each
+naming the batch it is about; metrics and logging are implementations, and ``Hooks.combine``
+runs several.
+
+A batch's events come in order (claimed → processed → committed), but the batches overlap:
+the Redis source commits batch k while batch k+1 is processed, so ``committed`` for k may
+arrive after ``processed`` for k+1. An implementation that needs to carry something from one
+event of a batch to another keys it by ``batch.number``.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
-from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 from ..transport.base import Claim
 from .instruments import RuntimeMetrics
 from .pipeline import PipelineResult
-from .worker import WorkerHooks
 
-__all__ = ["MetricsHooks"]
+__all__ = ["Batch", "Hooks", "LoggingHooks", "MetricsHooks"]
+
+log = logging.getLogger("aios_instance.runtime.worker")
+
+_MAX_OPEN_BATCHES = 64  # batches processed and not committed, remembered by MetricsHooks
 
 
-class MetricsHooks(WorkerHooks):
-    """Feeds RuntimeMetrics from the worker's events."""
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """One claim on its way round the loop (``claims`` empty: a tick or the drain at
+    shutdown, work the loop does without claiming)."""
+
+    number: int
+    claims: tuple[Claim, ...] = ()
+
+
+class Hooks:
+    """Called around the loop; every method does nothing by default."""
+
+    def claimed(self, batch: Batch) -> None:
+        """After a claim, before the pipeline runs."""
+
+    def processed(self, batch: Batch, result: PipelineResult) -> None:
+        """After the pipeline ran the batch."""
+
+    def committed(self, batch: Batch, pushed: int, acked: int, seconds: float) -> None:
+        """Once the batch's commit took effect: ``pushed`` outputs, ``acked`` inputs,
+        ``seconds`` from the start of the commit until it was confirmed."""
+
+    def dead_lettered(self, batch: Batch, reason: str, count: int, detail: str) -> None:
+        """Once ``count`` dead-letter records for ``reason`` were written (``detail``: the
+        first record's reason, for a log line)."""
+
+    def delivery_failed(self, endpoint: str, error: Exception, parked: int) -> None:
+        """When an endpoint could not be reached (its ``parked`` outputs wait for a retry)."""
+
+    def delivery_recovered(self, endpoint: str) -> None:
+        """When an endpoint that failed took a push again."""
+
+    def source_failed(self, error: Exception) -> None:
+        """When the source (the input Redis) could not be reached; the loop retries."""
+
+    def unfinished(self, deliveries: int) -> None:
+        """At shutdown: deliveries still parked (their inputs go back to the input)."""
+
+    @staticmethod
+    def combine(*hooks: Hooks) -> Hooks:
+        """One Hooks that calls each of ``hooks`` in order."""
+        return hooks[0] if len(hooks) == 1 else _Combined(hooks)
+
+
+class _Combined(Hooks):
+    def __init__(self, hooks: Iterable[Hooks]) -> None:
+        self.hooks = tuple(hooks)
+
+    def claimed(self, batch: Batch) -> None:
+        for h in self.hooks:
+            h.claimed(batch)
+
+    def processed(self, batch: Batch, result: PipelineResult) -> None:
+        for h in self.hooks:
+            h.processed(batch, result)
+
+    def committed(self, batch: Batch, pushed: int, acked: int, seconds: float) -> None:
+        for h in self.hooks:
+            h.committed(batch, pushed, acked, seconds)
+
+    def dead_lettered(self, batch: Batch, reason: str, count: int, detail: str) -> None:
+        for h in self.hooks:
+            h.dead_lettered(batch, reason, count, detail)
+
+    def delivery_failed(self, endpoint: str, error: Exception, parked: int) -> None:
+        for h in self.hooks:
+            h.delivery_failed(endpoint, error, parked)
+
+    def delivery_recovered(self, endpoint: str) -> None:
+        for h in self.hooks:
+            h.delivery_recovered(endpoint)
+
+    def source_failed(self, error: Exception) -> None:
+        for h in self.hooks:
+            h.source_failed(error)
+
+    def unfinished(self, deliveries: int) -> None:
+        for h in self.hooks:
+            h.unfinished(deliveries)
+
+
+class LoggingHooks(Hooks):
+    """The loop's log lines: failures and recoveries, nothing per packet at INFO."""
+
+    def __init__(self, dead_letters: str = "the dead-letter list") -> None:
+        self.dead_letters = dead_letters
+        self._down: set[str] = set()  # endpoints whose outage was logged
+
+    def dead_lettered(self, batch: Batch, reason: str, count: int, detail: str) -> None:
+        """ERROR for what the runtime gave up on, DEBUG for what the pipeline reported."""
+        level = logging.ERROR if reason in ("max_deliveries", "delivery_error") else logging.DEBUG
+        if log.isEnabledFor(level):
+            where = self.dead_letters
+            log.log(level, "dead-lettered %d job(s) (%s) to %s: %s", count, reason, where, detail)
+
+    def delivery_failed(self, endpoint: str, error: Exception, parked: int) -> None:
+        """Once per outage (not per retry)."""
+        if endpoint in self._down:
+            return
+        self._down.add(endpoint)
+        log.warning("endpoint %s unreachable, %d outputs parked: %s", endpoint, parked, error)
+
+    def delivery_recovered(self, endpoint: str) -> None:
+        self._down.discard(endpoint)
+        log.warning("endpoint %s reachable again", endpoint)
+
+    def source_failed(self, error: Exception) -> None:
+        log.error("input redis unreachable, retrying: %s", error)
+
+    def unfinished(self, deliveries: int) -> None:
+        log.warning("%d deliveries unfinished at shutdown; their inputs are requeued", deliveries)
+
+
+class MetricsHooks(Hooks):
+    """Feeds RuntimeMetrics: one sample per batch, never per packet."""
 
     def __init__(self, metrics: RuntimeMetrics) -> None:
         self.metrics = metrics
-        self._last_ts: list[float] = []
+        self._newest_ts: dict[int, float] = {}  # batch number → its newest output's ts
 
-    def claimed(self, claims: Sequence[Claim]) -> None:
+    def claimed(self, batch: Batch) -> None:
         """Count packets in, redeliveries and the batch size."""
-        m = self.metrics
+        m, claims = self.metrics, batch.claims
         m.packets_in(len(claims))
         m.observe_batch_size(len(claims))
         redelivered = sum(1 for c in claims if c.attempt > 1)
         if redelivered:
             m.redeliveries(redelivered)
 
-    def processed(self, result: PipelineResult) -> None:
-        """Count outcomes and observe per-batch phase durations."""
+    def processed(self, batch: Batch, result: PipelineResult) -> None:
+        """Count outcomes and observe the batch's phase durations."""
         m = self.metrics
         for phase, seconds in result.phase_s.items():
             m.observe_phase(phase, seconds)
@@ -43,20 +167,25 @@ class MetricsHooks(WorkerHooks):
             if failure.outcome.value == "expired":
                 m.muxer_expired(1)
         # End-to-end latency: one sample per batch (its newest packet), enough for p50/p99
-        # without a histogram observation per packet.
-        self._last_ts = [o.ts for o in result.outputs[-1:] if o.ts > 0]
+        # without a histogram observation per packet; measured when *this* batch commits.
+        if result.outputs and result.outputs[-1].ts > 0:
+            if len(self._newest_ts) >= _MAX_OPEN_BATCHES:
+                self._newest_ts.clear()  # batches whose commit failed and were handed back
+            self._newest_ts[batch.number] = result.outputs[-1].ts
 
-    def committed(self, pushed: int, dead: Counter[str], acked: int, seconds: float) -> None:
-        """Count pushed outputs and dead letters; observe the push phase and latency."""
+    def committed(self, batch: Batch, pushed: int, acked: int, seconds: float) -> None:
+        """Count pushed outputs; observe the push phase and the batch's latency."""
+        ts = self._newest_ts.pop(batch.number, 0.0)
+        if not pushed:
+            return
         m = self.metrics
         m.observe_phase("push", seconds)
-        if pushed:
-            m.packets_out(pushed)
-        for reason, n in dead.items():
-            m.dead_lettered(reason, n)
-        if self._last_ts:
-            m.observe_end_to_end(max(time.time() - self._last_ts[0], 0.0))
-            self._last_ts = []
+        m.packets_out(pushed)
+        if ts:
+            m.observe_end_to_end(max(time.time() - ts, 0.0))
+
+    def dead_lettered(self, batch: Batch, reason: str, count: int, detail: str) -> None:
+        self.metrics.dead_lettered(reason, count)
 
     def delivery_failed(self, endpoint: str, error: Exception, parked: int) -> None:
         """Count outputs that could not be delivered on this try."""

@@ -1,14 +1,24 @@
 """Transport interfaces: a *source* claims jobs and acknowledges them once their outputs are
-pushed; a *sink* pushes serialized packets to one destination endpoint."""
+pushed; a *sink* pushes serialized packets to one destination endpoint; a *lease* keeps an
+instance's claims its own while it lives.
+
+The interfaces say what happens, not how fast: a source may pipeline its round trips (the
+Redis source sends a commit and the next claim together and reads the reply later), but to
+its caller every call reads as if it completed in order.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
 from ..routing import Destination
 
-__all__ = ["Claim", "Sent", "Sink", "Source"]
+__all__ = ["Backlog", "Claim", "Commit", "Lease", "Rejected", "Sink", "Source"]
+
+#: Destinations the server refused (a push that cannot succeed on retry) with the error.
+Rejected = Mapping[Destination, str]
 
 
 class Claim(NamedTuple):
@@ -18,19 +28,30 @@ class Claim(NamedTuple):
     attempt: int
 
 
-class Sent(NamedTuple):
-    """A commit sent and not yet finished: the destinations of its pushes in order (None
-    for an acknowledgement) and how many commands it queued."""
+def _ignore(rejected: Rejected) -> None:
+    """The default ``Commit.settled``: nothing to do once a commit's outcome is known."""
 
-    order: tuple[Destination | None, ...]
-    queued: int
-    acked: tuple[bytes, ...] = ()  # the claim it acknowledges by position
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """What one commit does, atomically: push ``pushes`` (local destinations only), write
+    the dead-letter ``records``, acknowledge ``acks`` (claimed jobs, in claim order).
+
+    ``settled`` is called once the commit took effect, with the local destinations the
+    server rejected (the rest took effect). A source that pipelines may call it later, at
+    its next call, but always before anything else it reports.
+    """
+
+    pushes: Mapping[Destination, Sequence[bytes]] = field(default_factory=dict)
+    acks: Sequence[bytes] = ()
+    records: Sequence[bytes] = ()
+    settled: Callable[[Rejected], None] = _ignore
 
 
 class Sink(Protocol):
     """Pushes serialized packets to lists/endpoints of one destination address."""
 
-    def push(self, batches: Mapping[Destination, Sequence[bytes]]) -> Mapping[Destination, str]:
+    def push(self, batches: Mapping[Destination, Sequence[bytes]]) -> Rejected:
         """Push every payload to its destination in as few round trips as possible.
 
         Returns the destinations the server *rejected* (a push that cannot succeed on retry,
@@ -43,52 +64,52 @@ class Sink(Protocol):
 
 
 class Source(Protocol):
-    """Claims jobs and acknowledges them; the commit also carries local pushes."""
+    """Claims jobs and acknowledges them; a commit also carries the local pushes."""
 
     def claim(self, max_count: int, timeout_s: float) -> list[Claim]:
-        """Claim up to ``max_count`` jobs, waiting at most ``timeout_s`` for the first."""
+        """Claim up to ``max_count`` jobs, waiting at most ``timeout_s`` for the first.
 
-    def is_local(self, destination: Destination) -> bool:
-        """Whether pushes to ``destination`` can ride in the same round trip as the ack."""
-
-    def commit(
-        self,
-        pushes: Mapping[Destination, Sequence[bytes]],
-        acks: Sequence[bytes],
-        dead: Sequence[bytes],
-        *,
-        latest: Sequence[bytes] = (),
-        oldest: Sequence[bytes] = (),
-    ) -> Mapping[Destination, str]:
-        """Atomically push local outputs and dead letters and acknowledge ``acks``.
-
-        ``latest``/``oldest`` (a whole claim, its jobs in claim order) are acknowledged too,
-        by position where the transport can (the claim made last / the oldest one still
-        held), by name where the position does not hold.
-        Returns the local destinations the server rejected (the rest of the commit, acks
-        included, took effect). Raises TransportError when nothing took effect.
+        Raises TransportError when the source cannot be reached; what it held claimed is
+        then handed back to the input (to be served again) before the next claim succeeds.
         """
 
-    def send_commit_and_claim(
-        self,
-        pushes: Mapping[Destination, Sequence[bytes]],
-        oldest: Sequence[bytes],
-        max_count: int,
-    ) -> Sent:
-        """Start, without waiting, one atomic commit of ``pushes`` that acknowledges the
-        claim ``oldest`` (the oldest still held, jobs in claim order) and claims up to
-        ``max_count`` more."""
+    def is_local(self, destination: Destination) -> bool:
+        """Whether pushes to ``destination`` can ride in a commit (same server)."""
 
-    def finish(self, sent: Sent) -> tuple[Mapping[Destination, str], list[Claim]]:
-        """Wait for a sent commit: rejected local destinations and the new claim. Raises
-        TransportError when its outcome is unknown."""
+    def commit(self, commit: Commit) -> None:
+        """Push, record and acknowledge in one atomic step (see ``Commit``).
 
-    def requeue_own(self) -> int:
-        """Hand every job this instance holds claimed back to the input (outcome unknown)."""
+        Raises TransportError when nothing took effect (retry the same commit later: a
+        repeated acknowledgement is harmless, a repeated push is a duplicate output).
+        """
 
     def release(self, raws: Sequence[bytes]) -> None:
-        """Hand claimed, unprocessed jobs back to the front of the input (shutdown)."""
+        """Hand claimed, unprocessed jobs back to the front of the input, in order."""
 
     def close(self, *, count_attempts: bool = False) -> None:
-        """Release connections and this instance's lease, handing back what is claimed
-        (``count_attempts``: as one more delivery, after a crash)."""
+        """Hand back what is still claimed and release connections and the lease.
+
+        ``count_attempts``: after a crash, jobs handed back count as one more delivery, so
+        one that crashes the process every time reaches its delivery limit.
+        """
+
+
+class Lease(Protocol):
+    """An instance's hold on what it claimed: renewed while it lives; the jobs of an
+    instance whose lease lapsed are handed back to the input by any other instance."""
+
+    def renew(self) -> None:
+        """Extend the lease by its TTL."""
+
+    def requeue_lapsed(self) -> int:
+        """Hand back the jobs of instances whose lease lapsed; how many."""
+
+
+class Backlog(Protocol):
+    """What waits in the input, for the autoscaling gauges."""
+
+    def depth(self) -> int:
+        """Jobs waiting."""
+
+    def oldest(self) -> bytes | None:
+        """The job that waited longest (next to be claimed), or None."""

@@ -22,13 +22,14 @@ from aios_instance.embedded import EmbeddedRedis, free_port
 from aios_instance.errors import TransportError
 from aios_instance.packet import decode_packet, make_packet
 from aios_instance.routing import Destination, Router, destination_from_url
+from aios_instance.runtime.hooks import Batch, Hooks
 from aios_instance.runtime.pipeline import Pipeline
-from aios_instance.runtime.worker import MAX_PARKED, Worker, WorkerHooks
+from aios_instance.runtime.worker import MAX_PARKED, Worker
 from aios_instance.tools import Muxer
 from aios_instance.transport.memory import MemorySink, MemorySource
 from aios_instance.transport.pool import SinkPool
 from aios_instance.transport.redis import RedisSource, connect
-from tests.support import step_until
+from tests.support import eventually, step_until
 
 BLOCK = "wb"
 
@@ -57,15 +58,23 @@ class Pairs(Echo):
         return True, PreProcessResult(packet=packet, extra_data={"v": [d["v"] for d in inputs]})
 
 
-class CountingHooks(WorkerHooks):
+class CountingHooks(Hooks):
     def __init__(self) -> None:
         self.failed_pushes: list[float] = []
         self.dead: Counter[str] = Counter()
         self.acked = 0
+        self.claims: list[tuple[bytes, int]] = []  # (packet, attempt) in claim order
+        self.sizes: list[int] = []
 
-    def committed(self, pushed: int, dead: Counter[str], acked: int, seconds: float) -> None:
-        self.dead.update(dead)
+    def claimed(self, batch: Batch) -> None:
+        self.sizes.append(len(batch.claims))
+        self.claims.extend(batch.claims)
+
+    def committed(self, batch: Batch, pushed: int, acked: int, seconds: float) -> None:
         self.acked += acked
+
+    def dead_lettered(self, batch: Batch, reason: str, count: int, detail: str) -> None:
+        self.dead[reason] += count
 
     def delivery_failed(self, endpoint: str, error: Exception, parked: int) -> None:
         self.failed_pushes.append(time.monotonic())
@@ -140,8 +149,8 @@ def test_outputs_keep_fifo_order_and_the_processing_list_empties(
 def test_failures_are_dead_lettered_with_reason_and_the_packet(
     make_worker: Make, redis_client: redis.Redis
 ) -> None:
-    worker = make_worker()
-    hooks = worker.hooks = CountingHooks()
+    hooks = CountingHooks()
+    worker = make_worker(hooks=hooks)
     bad_bytes = b"\xff\xff\xff"
     redis_client.lpush(keys.inputs(BLOCK), bad_bytes)
     _send(redis_client, [{"fail": True}], seq0=1)
@@ -174,8 +183,8 @@ def test_failures_are_dead_lettered_with_reason_and_the_packet(
 def test_unreachable_endpoint_keeps_inputs_claimed_backs_off_then_dead_letters(
     make_worker: Make, redis_client: redis.Redis
 ) -> None:
-    worker = make_worker(delivery_timeout_s=1.0)
-    hooks = worker.hooks = CountingHooks()
+    hooks = CountingHooks()
+    worker = make_worker(delivery_timeout_s=1.0, hooks=hooks)
     port = free_port()  # nothing listens there
     _send(redis_client, [0, 1, 2], output_ptr=_ptr(port, "NOWHERE"))
     _send(redis_client, [3, 4], seq0=3)
@@ -236,8 +245,8 @@ def test_a_rejected_remote_push_is_dead_lettered_at_once(
     downstream = redis_factory()
     down = redis.Redis.from_url(downstream.url, protocol=2)
     down.set("A_STRING", "x")
-    worker = make_worker()
-    hooks = worker.hooks = CountingHooks()
+    hooks = CountingHooks()
+    worker = make_worker(hooks=hooks)
     _send(redis_client, [0], output_ptr=_ptr(downstream.port, "A_STRING"))
     _send(redis_client, [1], output_ptr=_ptr(downstream.port, "FINE"), seq0=1)
     _send(redis_client, [2], output_ptr=_ptr(redis_client_port(redis_client), "A_LOCAL"), seq0=2)
@@ -285,25 +294,19 @@ def test_a_lapsed_instance_is_requeued_to_the_front_with_attempts(
     _send(redis_client, list(range(8)))
     lapsed = RedisSource(connect(redis_server.url), BLOCK, "lapsed", lease_ttl_s=0.2)
     lapsed.start()
-    assert len(lapsed.claim(3, 0)) == 3
+    assert len(lapsed.claim(3, 0)) == 3  # and 3 more claimed ahead, their reply never read
     lapsed.client.close()
-    worker = make_worker(claim_batch=2)
+    hooks = CountingHooks()
+    worker = make_worker(claim_batch=2, hooks=hooks)
     worker.step()  # takes 2 of the 5 left; claims 2 more while they run, the last with the commit
     source = worker.source
     assert isinstance(source, RedisSource)
-    deadline = time.monotonic() + 5
-    while source.requeue_orphans() == 0:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    hooks = worker.hooks = CountingHooks()
-    claimed: list[tuple[int, int]] = []
-    hooks.claimed = lambda claims: claimed.extend(  # type: ignore[method-assign]
-        (decode_packet(c.raw).seq_no, c.attempt) for c in claims
-    )
+    eventually(lambda: source.lease.requeue_lapsed() > 0, 5.0, "the lease to lapse")
     step_until(worker, lambda: redis_client.llen("OUT") == 8)
-    # The packets claimed ahead go first; then the requeued ones, each alone.
-    assert claimed == [(5, 1), (6, 1), (7, 1), (0, 2), (1, 2), (2, 2)]
-    assert _outputs(redis_client) == [3, 4, 5, 6, 7, 0, 1, 2]
+    # The fresh packets go first; then the requeued ones, in their order, each alone.
+    claimed = [(decode_packet(raw).seq_no, attempt) for raw, attempt in hooks.claims]
+    assert claimed == [(6, 1), (7, 1), (0, 2), (1, 2), (2, 2), (3, 2), (4, 2), (5, 2)]
+    assert _outputs(redis_client) == [6, 7, 0, 1, 2, 3, 4, 5]
     assert redis_client.hlen(keys.attempts(BLOCK)) == 0
 
 
@@ -339,10 +342,9 @@ def test_backpressure_stops_claiming_while_an_endpoint_is_down() -> None:
     sink = MemorySink()
     sink.fail = True
     default = Destination("redis", "local", 6379, "OUT", "")
-    worker = Worker(
-        Pipeline(Echo(), Router(BLOCK, (default,))), source, lambda dest: sink,
-        block_id=BLOCK, instance_id="m1", claim_batch=500, idle_wait_s=0.01,
-    )  # fmt: skip
+    pipeline = Pipeline(Echo(), Router(BLOCK, (default,)))
+    options = {"block_id": BLOCK, "instance_id": "m1", "claim_batch": 500, "idle_wait_s": 0.01}
+    worker = Worker(pipeline, source, lambda dest: sink, **options)  # type: ignore[arg-type]
     grpc_ptr = json.dumps({"outputs": [{"host": "proxy:1", "port": 0, "block_id": "next"}]})
     total = MAX_PARKED + 2_000
     for i in range(total):
@@ -371,17 +373,23 @@ def test_backoff_is_per_endpoint_and_forgets_expired_ones() -> None:
     for sink in sinks.values():
         sink.fail = True
     default = Destination("redis", "local", 6379, "OUT", "")
+    pipeline = Pipeline(Echo(), Router(BLOCK, (default,)))
     worker = Worker(
-        Pipeline(Echo(), Router(BLOCK, (default,))), source, lambda dest: sinks[dest.host],
-        block_id=BLOCK, instance_id="m1", idle_wait_s=0.01, delivery_timeout_s=0.3,
-    )  # fmt: skip
+        pipeline,
+        source,
+        lambda dest: sinks[dest.host],
+        block_id=BLOCK,
+        instance_id="m1",
+        idle_wait_s=0.01,
+        delivery_timeout_s=0.3,
+    )
 
     def ptr(host: str) -> str:
         return json.dumps({"outputs": [{"host": host, "port": 0, "block_id": "next"}]})
 
     source.put(make_packet({"v": 0}, output_ptr=ptr("x:1")).SerializeToString())
     step_until(worker, lambda: len(source.dead) == 1)  # x's output expired
-    worker.delivery_timeout_s = 30.0
+    worker.outbox.delivery_timeout_s = 30.0
     source.put(make_packet({"v": 1}, output_ptr=ptr("y:1")).SerializeToString())
     worker.step()
     assert worker.parked == 1
@@ -409,24 +417,24 @@ class Slow(Echo):
 def test_claims_shrink_to_the_target_for_a_slow_block_and_grow_for_a_fast_one(
     make_worker: Make, redis_client: redis.Redis
 ) -> None:
-    sizes: list[int] = []
-    slow = make_worker(block=Slow(), claim_batch=64, claim_target_s=0.1)
-    slow.hooks.claimed = lambda claims: sizes.append(len(claims))  # type: ignore[method-assign]
+    slow_hooks = CountingHooks()
+    slow = make_worker(block=Slow(), claim_batch=64, claim_target_s=0.1, hooks=slow_hooks)
     _send(redis_client, list(range(30)))
     step_until(slow, lambda: redis_client.llen("OUT") == 30)
-    # The first claim is small (speed unknown), and so is the one made while it runs; then
-    # ~0.1 s of work: 0.1 / 0.02 = 5 or fewer.
-    assert sizes[:2] == [8, 8]
-    assert all(1 <= n <= 5 for n in sizes[2:]), sizes
+    # The first claim is small (speed unknown), and so are the two claimed ahead before its
+    # time is known (a claim ahead is as large as the last one asked for); then ~0.1 s of
+    # work: 0.1 / 0.02 = 5 or fewer.
+    sizes = slow_hooks.sizes
+    assert sizes[:3] == [8, 8, 8], sizes
+    assert all(1 <= n <= 5 for n in sizes[3:]), sizes
     assert _outputs(redis_client) == list(range(30))
     redis_client.delete("OUT")
-    fast_sizes: list[int] = []
-    fast = make_worker(instance="w2", claim_batch=64)
-    fast.hooks.claimed = lambda claims: fast_sizes.append(len(claims))  # type: ignore[method-assign]
+    fast_hooks = CountingHooks()
+    fast = make_worker(instance="w2", claim_batch=64, hooks=fast_hooks)
     _send(redis_client, list(range(200)))
     step_until(fast, lambda: redis_client.llen("OUT") == 200)
-    # 8 first, and 8 claimed ahead while those run; from then on full claims.
-    assert fast_sizes[:4] == [8, 8, 64, 64], fast_sizes
+    # 8 first, and 8 twice claimed ahead before its time was known; then full claims.
+    assert fast_hooks.sizes[:4] == [8, 8, 8, 64], fast_hooks.sizes
 
 
 def test_an_address_no_client_accepts_is_dead_lettered_and_the_loop_goes_on(
@@ -440,8 +448,8 @@ def test_an_address_no_client_accepts_is_dead_lettered_and_the_loop_goes_on(
 
         return sink_for
 
-    worker = make_worker(sinks=refusing)
-    hooks = worker.hooks = CountingHooks()
+    hooks = CountingHooks()
+    worker = make_worker(sinks=refusing, hooks=hooks)
     source = worker.source
     assert isinstance(source, RedisSource)
     bad = json.dumps({"outputs": [{"host": "unusable.invalid", "port": 1, "queue_name": "Q"}]})
@@ -466,9 +474,8 @@ def test_ipv6_destinations_get_a_bracketed_url() -> None:
     dest = Destination("redis", "::1", 6390, "Q", "b", db=2, password="p@ss/word")
     assert redis_url_of(dest) == "redis://:p%40ss%2Fword@[::1]:6390/2"
     kwargs = connect(redis_url_of(dest)).connection_pool.connection_kwargs
-    assert (kwargs["host"], kwargs["port"], kwargs["db"], kwargs["password"]) == (
-        "::1", 6390, 2, "p@ss/word",
-    )  # fmt: skip
+    got = (kwargs["host"], kwargs["port"], kwargs["db"], kwargs["password"])
+    assert got == ("::1", 6390, 2, "p@ss/word")
 
 
 def test_a_commit_with_no_reply_hands_everything_back_and_loses_nothing(
@@ -478,7 +485,9 @@ def test_a_commit_with_no_reply_hands_everything_back_and_loses_nothing(
     _send(redis_client, list(range(300)))
     worker.step()
     worker.step()
-    assert worker._sent is not None  # a commit (and the next claim) is on its way
+    source = worker.source
+    assert isinstance(source, RedisSource)
+    assert source._in_flight is not None  # a commit (and the next claim) is on its way
     redis_client.client_pause(5000, all=False)  # it cannot run...
     try:
         redis_client.client_kill_filter(_type="normal", skipme=True)  # ...and never replies
@@ -511,16 +520,19 @@ def test_a_zombie_whose_list_was_requeued_strands_and_loses_nothing(
     _send(redis_client, list(range(400)))
     zombie.step()
     zombie.step()
-    assert zombie._sent is not None and zombie._next  # a commit in flight, a batch in hand
+    source = zombie.source
+    assert isinstance(source, RedisSource)
+    assert source._in_flight is not None and source._ahead  # a commit in flight, a batch ahead
     other = RedisSource(connect(redis_server.url), BLOCK, "rescuer")
-    assert other._run_requeue("zombie", force=True, count_attempt=True) > 0
+    assert other.lease.requeue("zombie", force=True, count_attempt=True) > 0
     other.client.close()
     # The rescuer serves the requeued packets (each alone), so fresh ones are next in line.
     step_until(rescuer, lambda: redis_client.hlen(keys.attempts(BLOCK)) == 0)
     for _ in range(4):  # the zombie goes on a little, then is stopped (a graceful drain)
         zombie.step()
     zombie.stop()
-    zombie.shutdown(5.0)  # hands back the batch it claimed ahead: it must still be there
+    zombie.shutdown(5.0)
+    source.close()  # hands back the batch it claimed ahead: it must still be there
     deadline = time.monotonic() + 20
     while len(set(_outputs(redis_client))) < 400:
         assert time.monotonic() < deadline, "not every packet came out"
@@ -543,11 +555,11 @@ class _FlakySource(RedisSource):
     lose_ack = False
     lose_claim = False
 
-    def send_commit_and_claim(self, *args: Any, **kwargs: Any) -> Any:
+    def _send_with_claim(self, *args: Any, **kwargs: Any) -> Any:
         if self.lose_send:
             self.lose_send = False
-            raise TransportError("connection refused (injected)")
-        return super().send_commit_and_claim(*args, **kwargs)
+            self._lost(ConnectionError("connection refused (injected)"))
+        return super()._send_with_claim(*args, **kwargs)
 
     def _check_trim(self, reply: Any, claim: Any) -> bool:
         if self.lose_ack and reply == 1:
@@ -556,8 +568,8 @@ class _FlakySource(RedisSource):
             return False
         return super()._check_trim(reply, claim)
 
-    def claim(self, max_count: int, timeout_s: float) -> list[Any]:
-        claims = super().claim(max_count, timeout_s)
+    def _claim_now(self, max_count: int, timeout_s: float) -> list[Any]:
+        claims = super()._claim_now(max_count, timeout_s)
         if self.lose_claim and claims:
             self.lose_claim = False
             raise TransportError("reply lost (injected)")

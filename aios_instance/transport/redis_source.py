@@ -1,0 +1,396 @@
+"""The reliable Redis source: claims move packets into a leased processing list; a commit
+pushes local outputs and dead letters and acknowledges in one MULTI/EXEC round trip, so a
+packet leaves Redis only after its outputs are in Redis.
+
+Two optimisations hide behind ``claim``/``commit``:
+
+- **Acknowledgement by position.** A commit that acknowledges a whole claim (the oldest
+  held, or the latest) trims it off the processing list after checking its ends, instead of
+  sending every packet back for LREM: half the bytes, a third of the server's work.
+- **Claiming ahead.** A commit that acknowledges the oldest claim while nothing else the
+  caller was given is held is *sent* together with the claim of the next batch, and its
+  reply is read at the next commit: the round trip overlaps the processing of the batch
+  claimed before. At most one commit is in flight; every call reads its reply first, and
+  its ``settled`` callback runs before anything else is reported.
+
+A requeued packet is claimed on its own, and a claim made ahead takes none (see
+``lua/claim.lua``): a packet that crashes the process is isolated and dead-lettered after
+``max_deliveries`` without taking its batch-mates with it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import redis
+
+from .. import keys
+from ..errors import TransportError
+from ..routing import Destination
+from ._redis import ERRORS, guard, lua, rejections
+from .base import Claim, Commit, Rejected
+from .redis_lease import RedisBacklog, RedisLease
+
+__all__ = ["RedisSource"]
+
+log = logging.getLogger(__name__)
+
+_MIN_BLOCK_S = 0.005  # the shortest blocking wait sent to Redis (see claim)
+
+
+@dataclass(eq=False, slots=True)
+class _Held:
+    """One claim whose packets are all still held, in claim order. ``first``: it holds no
+    redelivery (a redelivery's attempt count is cleared by an acknowledgement by name);
+    ``ahead``: it was full too, so a claim made ahead may follow it."""
+
+    raws: list[bytes]
+    first: bool
+    ahead: bool
+
+
+@dataclass(eq=False, slots=True)
+class _InFlight:
+    """A commit sent with the next claim, its reply not read yet."""
+
+    queued: int  # commands inside MULTI
+    order: tuple[Destination | None, ...]  # what each push/record reply is about
+    acked: list[bytes]  # the claim it acknowledges by position
+    want: int  # the size of the claim it makes
+    settled: Callable[[Rejected], None]
+
+
+class RedisSource:
+    """At-least-once consumer of ``{block_id}_inputs`` with a leased processing list."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        block_id: str,
+        instance_id: str,
+        *,
+        lease_ttl_s: float = 10.0,
+        address: tuple[str, int, int] | None = None,
+    ) -> None:
+        self.client = client
+        self.block_id = block_id
+        self.instance_id = instance_id
+        self.input = keys.inputs(block_id)
+        self.processing = keys.processing(block_id, instance_id)
+        self.lease = RedisLease(client, block_id, instance_id, ttl_s=lease_ttl_s)
+        self.backlog = RedisBacklog(client, block_id)
+        self._attempts = keys.attempts(block_id)
+        self._dead = keys.dead_letters(block_id)
+        self._address = address or _address_of(client)
+        self._claim = client.register_script(lua("claim"))
+        self._ack = client.register_script(lua("ack"))
+        self._release = client.register_script(lua("release"))
+        self._trim = client.register_script(lua("trim"))  # sent by hand inside MULTI
+        self._conn: Any = None  # the connection a commit in flight was sent on
+        self._in_flight: _InFlight | None = None
+        self._held: deque[_Held] = deque()  # claims still whole, oldest first
+        self._loose = 0  # held packets of claims acknowledged in part
+        self._ahead: deque[list[Claim]] = deque()  # claimed ahead, not handed out yet
+        self._want = 1  # the size of the last claim asked for
+        self._ack_due: list[bytes] = []  # committed, the acknowledgement not yet through
+        self._requeue_due = False  # a reply was lost: hand everything back first
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> int:
+        """Take the lease and requeue what a previous run with this instance id left claimed
+        (this object's own claims included: it starts afresh)."""
+        self._drop_conn()  # a reply still due there is about claims handed back below
+        self._in_flight = None
+        self._forget_all()
+        self._ack_due, self._requeue_due = [], False
+        self.lease.renew()
+        guard(self.client.script_load, lua("trim"))  # sent by hand in MULTI: cache it now
+        left = self.lease.requeue_own(count_attempt=True)
+        if left:
+            log.warning("requeued %d packets left by a previous run", left)
+        return left
+
+    def close(self, *, count_attempts: bool = False) -> None:
+        """Give up the lease; whatever is still claimed is handed back first (a batch
+        claimed ahead, never seen by the block, without counting a delivery)."""
+        try:
+            try:
+                self._settle()
+            finally:
+                ahead, self._ahead = self._ahead, deque()
+                self.release([c.raw for claims in ahead for c in claims])
+            self.lease.requeue_own(count_attempt=count_attempts)
+            self._drop_conn()
+            self.lease.release()
+        except (*ERRORS, TransportError) as exc:
+            log.warning("could not release lease of %s: %s", self.instance_id, exc)
+
+    # -- claim -----------------------------------------------------------------------------
+    def claim(self, max_count: int, timeout_s: float) -> list[Claim]:
+        """Claim up to max_count packets; block up to timeout_s when the input is empty."""
+        self._want = max_count
+        if self._ahead:  # claimed with the last commit: its reply is read at the next one
+            return self._ahead.popleft()
+        self._settle()
+        if self._ahead:
+            return self._ahead.popleft()
+        self._recover()
+        try:
+            claims = self._claim_now(max_count, timeout_s)
+        except TransportError:
+            self._requeue_due = True  # it may have moved packets whose reply never came
+            raise
+        self._track(claims, max_count)
+        if claims and self._may_claim_ahead():
+            self._send_with_claim(Commit(), [])  # the next batch, while this one runs
+        return claims
+
+    def _claim_now(self, max_count: int, timeout_s: float) -> list[Claim]:
+        reply = guard(
+            self._claim, keys=[self.input, self.processing, self._attempts], args=[max_count, 0]
+        )
+        claims = _claims_of(reply)
+        # Redis turns a blocking timeout into whole milliseconds, truncating, and reads 0 as
+        # "forever" (0.001 s already blocks forever on Redis 6.2): a wait that short would
+        # block until the socket times out, past any batch deadline. Do not block for it.
+        if claims or timeout_s < _MIN_BLOCK_S:
+            return claims
+        # Wait for one packet and claim it in the same round trip: BLMOVE it to the
+        # processing list, then (queued behind it on the connection) read its delivery count.
+        pipe = self.client.pipeline(transaction=False)
+        # (redis-py types the timeout as int; Redis >= 6 takes fractional seconds.)
+        pipe.blmove(self.input, self.processing, round(timeout_s, 3), "RIGHT", "LEFT")  # type: ignore[arg-type]
+        pipe.hlen(self._attempts)
+        raw, requeued_any = guard(pipe.execute)
+        if raw is None:
+            return []
+        if not requeued_any:  # the common case: nothing was ever requeued, one round trip
+            return [Claim(raw, 1)]
+        count = guard(self.client.hget, self._attempts, hashlib.sha1(raw).hexdigest())
+        return [Claim(raw, 1 + int(count or 0))]
+
+    def _track(self, claims: list[Claim], asked: int) -> None:
+        if claims:
+            first = all(c.attempt == 1 for c in claims)
+            self._held.append(_Held([c.raw for c in claims], first, first and len(claims) >= asked))
+
+    # -- commit ----------------------------------------------------------------------------
+    def commit(self, commit: Commit) -> None:
+        """Local pushes + dead letters + acknowledgements in one MULTI/EXEC round trip."""
+        self._settle()
+        self._recover()
+        acks = commit.acks if isinstance(commit.acks, list) else list(commit.acks)
+        side = self._side_of(acks)
+        if side == "tail" and self._may_claim_ahead():
+            self._send_with_claim(commit, acks)
+            return
+        pipe = self.client.pipeline(transaction=True)
+        order = self._queue_writes(pipe, commit)
+        if side is None and acks:
+            self._ack(keys=[self.processing, self._attempts], args=acks, client=pipe)
+            order.append(None)
+        elif side is not None:
+            pipe.evalsha(self._trim.sha, 1, *self._trim_args(side, acks))
+        if not order and side is None:
+            commit.settled({})
+            return
+        replies = guard(pipe.execute, raise_on_error=False)
+        self._forget(acks, side)
+        rejected = rejections(order, replies[: len(order)], transaction=True)
+        if side is not None and not self._check_trim(replies[-1], acks):
+            self._ack_due.extend(acks)
+        commit.settled(rejected)
+
+    def _queue_writes(self, pipe: Any, commit: Commit) -> list[Destination | None]:
+        """LPUSH the pushes and the dead-letter records; what each reply is about."""
+        order: list[Destination | None] = []
+        for dest, payloads in commit.pushes.items():
+            if payloads:
+                pipe.lpush(dest.queue_name, *payloads)
+                order.append(dest)
+        if commit.records:
+            pipe.lpush(self._dead, *commit.records)
+            order.append(None)
+        return order
+
+    def _side_of(self, acks: list[bytes]) -> str | None:
+        """Where ``acks`` lie in the processing list when they are one whole claim: 'tail'
+        (the oldest claim, nothing older held) or 'head' (the latest); else None."""
+        if not acks or not self._held:
+            return None
+        oldest, latest = self._held[0], self._held[-1]
+        if self._loose == 0 and oldest.first and acks == oldest.raws:
+            return "tail"
+        return "head" if latest.first and acks == latest.raws else None
+
+    def _may_claim_ahead(self) -> bool:
+        """Whether the next claim can be sent ahead: the caller holds one claim (the one
+        it was just given, or the one this commit acknowledges), full and without a
+        redelivery, so it is keeping up and nothing else it holds must come first."""
+        handed_out = len(self._held) - len(self._ahead)
+        return (
+            handed_out == 1
+            and self._held[0].ahead
+            and self._loose == 0
+            and self._in_flight is None
+            and not self._ack_due
+        )
+
+    def _forget(self, acks: list[bytes], side: str | None) -> None:
+        """Bookkeeping after ``acks`` were acknowledged (``side``: by position)."""
+        if side == "tail":
+            self._held.popleft()
+        elif side == "head":
+            self._held.pop()
+        elif acks:
+            self._forget_named(acks)
+
+    def _forget_named(self, raws: Sequence[bytes]) -> None:
+        """Packets acknowledged or released by name: the claims they belong to are no
+        longer whole (their remaining packets count as loose)."""
+        named = set(raws)
+        matched = 0
+        for held in [h for h in self._held if not named.isdisjoint(h.raws)]:
+            self._held.remove(held)
+            hits = sum(1 for raw in held.raws if raw in named)
+            matched += hits
+            self._loose += len(held.raws) - hits
+        self._loose = max(0, self._loose - (len(raws) - matched))
+
+    # -- the commit sent with the next claim -----------------------------------------------
+    def _send_with_claim(self, commit: Commit, acks: list[bytes]) -> None:
+        conn = self._conn
+        if conn is None:
+            conn = self._conn = guard(self.client.connection_pool.get_connection)
+        order: list[Destination | None] = []
+        commands: list[tuple[Any, ...]] = [("MULTI",)]
+        for dest, payloads in commit.pushes.items():
+            if payloads:
+                commands.append(("LPUSH", dest.queue_name, *payloads))
+                order.append(dest)
+        if commit.records:
+            commands.append(("LPUSH", self._dead, *commit.records))
+            order.append(None)
+        if acks:
+            commands.append(("EVALSHA", self._trim.sha, 1, *self._trim_args("tail", acks)))
+        claim_keys = (self.input, self.processing, self._attempts)
+        commands.append(("EVALSHA", self._claim.sha, 3, *claim_keys, self._want, 1))
+        commands.append(("EXEC",))
+        try:
+            conn.send_packed_command(conn.pack_commands(commands))
+        except ERRORS as exc:
+            self._lost(exc)
+        if acks:
+            self._held.popleft()
+        queued = len(commands) - 2
+        self._in_flight = _InFlight(queued, tuple(order), acks, self._want, commit.settled)
+
+    def _settle(self) -> None:
+        """Read the reply of the commit in flight: keep its claim, report its outcome."""
+        sent, self._in_flight = self._in_flight, None
+        if sent is None:
+            return
+        conn = self._conn
+        try:
+            for _ in range(sent.queued + 1):  # +OK for MULTI, +QUEUED for each command
+                conn.read_response()
+            replies = conn.read_response()
+        except (*ERRORS, redis.ResponseError) as exc:
+            self._lost(exc)
+        pushed = len(sent.order)
+        rejected = rejections(sent.order, replies[:pushed], transaction=True)
+        if isinstance(replies[-1], Exception):
+            # NOSCRIPT (the server restarted): the commit took effect; the next claim loads it.
+            log.info("claim script not cached on the server: %s", replies[-1])
+        else:
+            claims = _claims_of(replies[-1])
+            if claims:
+                self._ahead.append(claims)
+                self._track(claims, sent.want)
+        if sent.acked and not self._check_trim(replies[pushed], sent.acked):
+            self._ack_due.extend(sent.acked)
+        sent.settled(rejected)
+
+    def _lost(self, exc: BaseException) -> NoReturn:
+        """A commit sent with a claim got no reply: both may or may not have happened.
+        Nothing held can be trusted; everything claimed goes back to the input."""
+        self._drop_conn()
+        self._requeue_due = True
+        self._forget_all()
+        raise TransportError(f"commit outcome unknown: {exc}") from exc
+
+    def _forget_all(self) -> None:
+        self._held.clear()
+        self._ahead.clear()
+        self._loose = 0
+
+    def _recover(self) -> None:
+        """Before a new claim or commit: finish what a failure left due."""
+        if self._requeue_due:
+            count = self.lease.requeue_own(count_attempt=False)  # TransportError: still away
+            self._requeue_due = False
+            self._forget_all()
+            log.warning("handed %d claimed packets back after a commit with no reply", count)
+        if self._ack_due:
+            guard(self._ack, keys=[self.processing, self._attempts], args=self._ack_due)
+            self._ack_due = []
+
+    def _drop_conn(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.disconnect()
+            self.client.connection_pool.release(conn)
+
+    def _trim_args(self, side: str, claim: Sequence[bytes]) -> tuple[Any, ...]:
+        return (self.processing, side, len(claim), claim[0], claim[-1])
+
+    def _check_trim(self, reply: Any, claim: Sequence[bytes]) -> bool:
+        """After a trim: when it did not apply (the list was requeued meanwhile, or the
+        script was flushed), acknowledge the claim's packets by name instead. False when
+        that failed too: the commit took effect, the acknowledgement is still due."""
+        if reply == 1:
+            return True
+        if reply != 0:
+            log.warning("acknowledging a claim by position failed (%s); naming it", reply)
+        try:
+            if isinstance(reply, redis.exceptions.NoScriptError):
+                guard(self.client.script_load, lua("trim"))
+            guard(self._ack, keys=[self.processing, self._attempts], args=list(claim))
+        except TransportError as exc:
+            log.warning("could not acknowledge %d packets by name: %s", len(claim), exc)
+            return False
+        return True
+
+    # -- the rest of the contract ----------------------------------------------------------
+    def is_local(self, destination: Destination) -> bool:
+        """Outputs to this source's own Redis ride in the commit's transaction."""
+        return destination.kind == "redis" and (
+            (destination.host, destination.port, destination.db) == self._address
+        )
+
+    def release(self, raws: Sequence[bytes]) -> None:
+        """Hand claimed packets back to the front of the input, in their original order."""
+        if raws:
+            self._settle()
+            guard(self._release, keys=[self.processing, self.input], args=list(raws))
+            self._forget_named(raws)
+
+
+def _claims_of(reply: Any) -> list[Claim]:
+    """The claim script's reply: {items} or {items, attempt counts}."""
+    if not reply:
+        return []
+    items = reply[0]
+    if len(reply) == 1:
+        return [Claim(item, 1) for item in items]
+    return [Claim(item, 1 + int(n)) for item, n in zip(items, reply[1], strict=True)]
+
+
+def _address_of(client: redis.Redis) -> tuple[str, int, int]:
+    kw = client.connection_pool.connection_kwargs
+    return (str(kw.get("host", "localhost")), int(kw.get("port", 6379)), int(kw.get("db", 0)))

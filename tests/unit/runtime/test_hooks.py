@@ -1,0 +1,81 @@
+"""Metrics and logging as hooks around the worker: every event names its batch.
+
+The latency test is the one the restructuring owes: with the next batch claimed ahead,
+``committed`` for batch k arrives after ``processed`` for batch k+1, so a hook that keeps
+"the last batch processed" measures batch k's end-to-end latency from batch k+1's packets.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from aios_instance import AIOSMetrics, OnDataResult, PreProcessResult
+from aios_instance.packet import make_packet
+from aios_instance.routing import Router, destination_from_url
+from aios_instance.runtime.hooks import MetricsHooks
+from aios_instance.runtime.instruments import RuntimeMetrics
+from aios_instance.runtime.pipeline import Pipeline
+from aios_instance.runtime.worker import Worker
+from aios_instance.transport.memory import MemorySink, MemorySource
+from tests.support import drain_until_idle
+
+BLOCK = "hk"
+
+
+class Echo:
+    def on_preprocess(self, packet: Any) -> Any:
+        return True, PreProcessResult(packet=packet, extra_data=json.loads(packet.data))
+
+    def on_data(self, entry: Any) -> Any:
+        if entry.extra_data.get("fail"):
+            return False, "asked to fail"
+        return True, OnDataResult(output=entry.extra_data)
+
+
+def _worker(source: MemorySource, metrics: AIOSMetrics) -> Worker:
+    default = destination_from_url("redis://127.0.0.1:6390/0", "OUT")
+    pipeline = Pipeline(Echo(), Router(BLOCK, (default,)))
+    hooks = MetricsHooks(RuntimeMetrics(metrics))
+    sink = MemorySink()
+    return Worker(
+        pipeline, source, lambda dest: sink, block_id=BLOCK, instance_id="i1",
+        idle_wait_s=0.0, hooks=hooks,
+    )  # fmt: skip
+
+
+def _sample(metrics: AIOSMetrics, name: str, **labels: str) -> float:
+    value = metrics.registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value
+
+
+def test_end_to_end_latency_is_measured_from_the_batch_it_commits() -> None:
+    """Batch 1 (the first claim, 8 packets) was produced 1000 s ago, batch 2 just now:
+    the histogram must hold a sample of about 1000 s, for batch 1."""
+    metrics = AIOSMetrics(block_id=BLOCK, instance_id="i1")
+    source = MemorySource(BLOCK)
+    now = time.time()
+    for i in range(16):
+        ts = now - 1000.0 if i < 8 else now
+        source.put(make_packet({"v": i}, session_id="s", seq_no=i, ts=ts).SerializeToString())
+    worker = _worker(source, metrics)
+    assert drain_until_idle(worker) == 16
+    worker.shutdown(1.0)
+    count = _sample(metrics, "aios_end_to_end_seconds_count")
+    total = _sample(metrics, "aios_end_to_end_seconds_sum")
+    assert total >= 1000.0, f"batch 1's latency was measured from another batch ({total:.1f}s)"
+    assert count == 2  # one sample per committed batch
+
+
+def test_a_commit_of_dead_letters_only_records_no_push_time() -> None:
+    """A batch whose every packet failed pushes nothing: no zero-second push sample."""
+    metrics = AIOSMetrics(block_id=BLOCK, instance_id="i1")
+    source = MemorySource(BLOCK)
+    for i in range(4):
+        source.put(make_packet({"fail": True}, session_id="s", seq_no=i).SerializeToString())
+    worker = _worker(source, metrics)
+    assert drain_until_idle(worker) == 4
+    assert len(source.dead) == 4
+    assert _sample(metrics, "aios_dead_lettered_total", reason="user_error") == 4
+    assert _sample(metrics, "aios_phase_seconds_count", phase="push") == 0
