@@ -99,9 +99,11 @@ class Runtime:
     ) -> None:
         self.settings = s = settings
         self.block_data = block_data or load_block_data(
-            s.block_id, file=s.block_data_file, blocks_db_uri=s.blocks_db_uri,
+            s.block_id,
+            file=s.block_data_file,
+            blocks_db_uri=s.blocks_db_uri,
             custom_init_data=s.custom_init_data,
-        )  # fmt: skip
+        )
         self.thread: threading.Thread | None = None
         self.draining = False
         self._crashed = False
@@ -130,15 +132,20 @@ class Runtime:
         self.source = RedisSource(self.redis, s.block_id, s.instance_id, lease_ttl_s=s.lease_ttl_s)
         self.sinks = SinkPool()
         self.worker = Worker(
-            self.pipeline, self.source, self.sinks, block_id=s.block_id,
-            instance_id=s.instance_id, claim_batch=s.claim_batch,
-            max_deliveries=s.max_deliveries, idle_wait_s=s.idle_wait_s,
+            self.pipeline,
+            self.source,
+            self.sinks,
+            block_id=s.block_id,
+            instance_id=s.instance_id,
+            claim_batch=s.claim_batch,
+            max_deliveries=s.max_deliveries,
+            idle_wait_s=s.idle_wait_s,
             delivery_timeout_s=s.delivery_timeout_s,
             hooks=Hooks.combine(
                 MetricsHooks(self.runtime_metrics),
                 LoggingHooks(keys.dead_letters(s.block_id)),
             ),
-        )  # fmt: skip
+        )
         self.lease = LeaseKeeper(self.source.lease, s.lease_ttl_s, on_renewed=self._sample)
 
     def _make_context(self) -> Context:
@@ -174,9 +181,12 @@ class Runtime:
             self._start_services()
             log.info(
                 "block %s instance %s serving %s on %s (claim batch %d)",
-                s.block_id, s.instance_id, keys.inputs(s.block_id), redact(s.redis_url),
+                s.block_id,
+                s.instance_id,
+                keys.inputs(s.block_id),
+                redact(s.redis_url),
                 s.claim_batch,
-            )  # fmt: skip
+            )
             # Everything built so far (the model, the libraries) lives as long as the process:
             # keep it out of the collector's way, so a full collection does not walk it in
             # the middle of a job (pauses of tens of ms with a large model or many imports).
@@ -220,9 +230,11 @@ class Runtime:
         if s.metrics_redis_host:
             url = as_redis_url(s.metrics_redis_host)
             exporter = MetricsExporter(
-                self.metrics, lambda: connect(url), interval_s=s.metrics_interval_s,
+                self.metrics,
+                lambda: connect(url),
+                interval_s=s.metrics_interval_s,
                 node_id=s.node_id,
-            ).start()  # fmt: skip
+            ).start()
             self._services.append(exporter.stop)
         self._start_control()
 

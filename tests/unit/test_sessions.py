@@ -247,10 +247,15 @@ def test_the_runtime_expires_idle_sessions_no_call_touches(
     caplog.set_level(logging.DEBUG, logger="aios_instance.runtime.block")
     block_id = f"sess-{uuid.uuid4().hex[:8]}"
     s = Settings(
-        block_id=block_id, redis_url_override=redis_server.url, mgmt_port=0,
-        metrics_port=0, lease_ttl_s=0.6, idle_wait_s=0.2, session_ttl_s=0.3,
+        block_id=block_id,
+        redis_url_override=redis_server.url,
+        mgmt_port=0,
+        metrics_port=0,
+        lease_ttl_s=0.6,
+        idle_wait_s=0.2,
+        session_ttl_s=0.3,
         default_output=f"{block_id}_out",
-    )  # fmt: skip
+    )
     runtime = Block(SessionBlock, s).start()
     client = redis.Redis.from_url(redis_server.url, protocol=2)
     try:

@@ -40,9 +40,14 @@ def _worker(source: MemorySource, metrics: AIOSMetrics) -> Worker:
     hooks = MetricsHooks(RuntimeMetrics(metrics))
     sink = MemorySink()
     return Worker(
-        pipeline, source, lambda dest: sink, block_id=BLOCK, instance_id="i1",
-        idle_wait_s=0.0, hooks=hooks,
-    )  # fmt: skip
+        pipeline,
+        source,
+        lambda dest: sink,
+        block_id=BLOCK,
+        instance_id="i1",
+        idle_wait_s=0.0,
+        hooks=hooks,
+    )
 
 
 def _sample(metrics: AIOSMetrics, name: str, **labels: str) -> float:
