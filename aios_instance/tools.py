@@ -12,7 +12,10 @@ long-running runtime needs on top of it:
   ones also by ``take_evicted()``) so the runtime can report them (never kept forever, never
   dropped silently).
 - ``TimeBasedBatcher`` flushes on count or age; ``next_deadline()``/``poll()`` let the runtime
-  flush a due batch when no new packet arrives.
+  flush a due batch when no new packet arrives. A batcher that starts holding a batch while the
+  runtime runs the block's code on this thread is claimed by that runtime (``_batch_claims``;
+  see ``aios_instance/runtime/muxing.py``), so a due batch is flushed wherever the block keeps
+  its batcher.
 - Every class is thread-safe behind one lock, held only for the bookkeeping.
 
 Clocks are injectable (``clock=``) and must not go backwards; the default is
@@ -324,6 +327,19 @@ class Batcher(_BatchBuffer):
             return self._take() if len(self._items) >= self.N else None
 
 
+class _BatchClaims(threading.local):
+    """Per thread: who claims a TimeBasedBatcher that starts holding a batch on this thread.
+
+    The runtime's pipeline sets ``claim`` while it runs the block's callbacks and resets it
+    after; outside them (and without a runtime) it is None and nobody is told.
+    """
+
+    claim: Callable[[TimeBasedBatcher], None] | None = None
+
+
+_batch_claims = _BatchClaims()
+
+
 class TimeBasedBatcher(_BatchBuffer):
     """Collect items; emit when N are held or T seconds after the batch's first item."""
 
@@ -345,7 +361,11 @@ class TimeBasedBatcher(_BatchBuffer):
             self._items.append(packet)
             if len(self._items) >= self.N or now >= self._due:
                 return self._take()
-            return None
+            started = len(self._items) == 1
+        claim = _batch_claims.claim if started else None
+        if claim is not None:
+            claim(self)  # a new batch is held: the runtime running this code must flush it
+        return None
 
     def next_deadline(self) -> float | None:
         """Clock time at which the current batch becomes due; None when nothing is held."""

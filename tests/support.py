@@ -18,6 +18,19 @@ SIMPLE_BLOCK = f"{ROOT / 'examples' / 'simple_block' / 'block.py'}:SimpleBlock"
 T = TypeVar("T")
 
 
+class FakeClock:
+    """A clock the test moves by hand (``clock.now = t`` or ``clock.advance(s)``)."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 class Steppable(Protocol):
     def step(self) -> int: ...
 

@@ -16,23 +16,18 @@ from hypothesis import strategies as st
 
 from aios_instance.errors import DataDecodeError
 from aios_instance.packet import AIOSPacket, FileInfo, decode_packet, make_packet
-from aios_instance.tools import Batcher, ExpiredGroup, MuxedData, Muxer, TimeBasedBatcher
+from aios_instance.tools import (
+    Batcher,
+    ExpiredGroup,
+    MuxedData,
+    Muxer,
+    TimeBasedBatcher,
+    _batch_claims,
+)
+from tests.support import FakeClock
 
 # No example database: tests must not write into the working tree.
 PROPERTY = settings(max_examples=150, deadline=None, database=None)
-
-
-class FakeClock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: float = 0.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def pkt(value: Any, session: str = "s", seq: int = 0, **kw: Any) -> AIOSPacket:
@@ -466,6 +461,22 @@ def test_time_based_batcher_poll_flushes_a_due_batch_without_new_items() -> None
     assert batcher.poll(now=1.99) is None
     assert batcher.poll(now=2.0) == ["a", "b"]
     assert batcher.next_deadline() is None and len(batcher) == 0
+
+
+def test_time_based_batcher_tells_the_runtime_on_its_thread_when_it_starts_holding() -> None:
+    claimed: list[TimeBasedBatcher] = []
+    batcher, single = TimeBasedBatcher(N=2, T=1.0, clock=FakeClock()), TimeBasedBatcher(1, 1.0)
+    _batch_claims.claim = claimed.append
+    try:
+        batcher.add_to_batch("a")  # a batch starts being held: claimed
+        assert batcher.add_to_batch("b") == ["a", "b"]  # handed back, nothing held
+        batcher.add_to_batch("c")  # the next batch: claimed again
+        assert single.add_to_batch("x") == ["x"]  # never held: nobody to tell
+    finally:
+        _batch_claims.claim = None
+    batcher.flush()
+    batcher.add_to_batch("d")  # no runtime running block code: nobody is told
+    assert claimed == [batcher, batcher]
 
 
 def test_time_based_batcher_flush_and_pending() -> None:

@@ -25,6 +25,7 @@ from aios_instance import (
 from aios_instance.packet import decode_packet
 from aios_instance.routing import Destination, Router
 from aios_instance.runtime.pipeline import Outcome, Pipeline, PipelineResult
+from tests.support import FakeClock
 
 DEFAULT = Destination("redis", "localhost", 6379, "OUTPUT", "")
 
@@ -241,14 +242,6 @@ def test_time_based_batch_flushes_on_tick_without_new_packets() -> None:
     assert tester.pipeline.next_deadline() is None
 
 
-class FakeClock:
-    def __init__(self, now: float = 0.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def raw_of(data: Any, session: str = "s", seq: int = 0) -> bytes:
     return make_packet(data, session_id=session, seq_no=seq, ts=1.0).SerializeToString()
 
@@ -333,7 +326,7 @@ def test_a_failing_on_batch_timeout_carries_the_batch_packets(mode: str) -> None
 def test_the_startup_warning_says_what_becomes_of_a_due_batch(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="aios_instance.runtime.pipeline"):
+    with caplog.at_level(logging.WARNING, logger="aios_instance.runtime.muxing"):
         pipeline_for(SpecTimed())
     [message] = [r.getMessage() for r in caplog.records if "TimeBasedBatcher" in r.getMessage()]
     assert "next add_to_batch() returns it" in message
@@ -442,7 +435,8 @@ class Filtering(Muxer):
 
 
 def held_raws(pipe: Pipeline) -> list[bytes]:
-    return [raw for entries in pipe._mux_raws.values() for _, raw in entries]
+    assert pipe._muxing is not None
+    return pipe._muxing.buffered_raws()
 
 
 def test_a_packet_the_muxer_filters_out_is_finished_not_kept() -> None:
@@ -496,7 +490,7 @@ class SpecMuxer:
 
 
 def test_a_muxer_without_is_buffered_owns_what_it_takes(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="aios_instance.runtime.pipeline"):
+    with caplog.at_level(logging.WARNING, logger="aios_instance.runtime.muxing"):
         pipe = pipeline_for(MuxBlock(SpecMuxer(N=2)))
     [message] = [r.getMessage() for r in caplog.records if "is_buffered" in r.getMessage()]
     assert "SpecMuxer" in message and "at-least-once" in message
@@ -507,7 +501,7 @@ def test_a_muxer_without_is_buffered_owns_what_it_takes(caplog: pytest.LogCaptur
     assert [json.loads(decode_packet(o.payload).data) for o in done.outputs] == [{"v": 1}, {"v": 2}]
     assert held_raws(pipe) == [] and pipe.hand_back() == []
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="aios_instance.runtime.pipeline"):
+    with caplog.at_level(logging.WARNING, logger="aios_instance.runtime.muxing"):
         for i in range(5):
             pipe.process(raw_of({"v": i}, seq=9))
     assert not caplog.records  # said once, at start
