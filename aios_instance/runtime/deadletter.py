@@ -17,7 +17,7 @@ from .. import _json
 from ..errors import PacketDecodeError
 from ..packet import decode_packet
 from ..transport.base import Claim
-from .pipeline import Failure
+from .outcome import Failure
 
 __all__ = ["DeadLetters", "Record", "dead_letter_record", "record_packets"]
 

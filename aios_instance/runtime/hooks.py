@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from ..transport.base import Claim
 from .instruments import RuntimeMetrics
-from .pipeline import PipelineResult
+from .outcome import PipelineResult
 
 __all__ = ["Batch", "Hooks", "LoggingHooks", "MetricsHooks"]
 

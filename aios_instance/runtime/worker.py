@@ -25,7 +25,8 @@ from .claim_size import ClaimSize
 from .deadletter import DeadLetters, Record
 from .hooks import Batch, Hooks, LoggingHooks
 from .outbox import MAX_PARKED, Delivery, Outbox
-from .pipeline import Pipeline, PipelineResult
+from .outcome import PipelineResult
+from .pipeline import Pipeline
 
 __all__ = ["MAX_PARKED", "Worker"]
 
