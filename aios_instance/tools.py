@@ -14,7 +14,7 @@ long-running runtime needs on top of it:
 - ``TimeBasedBatcher`` flushes on count or age; ``next_deadline()``/``poll()`` let the runtime
   flush a due batch when no new packet arrives. A batcher that starts holding a batch while the
   runtime runs the block's code on this thread is claimed by that runtime (``_batch_claims``;
-  see ``aios_instance/runtime/muxing.py``), so a due batch is flushed wherever the block keeps
+  see ``aios_instance/runtime/batching.py``), so a due batch is flushed wherever the block keeps
   its batcher.
 - Every class is thread-safe behind one lock, held only for the bookkeeping.
 

@@ -25,7 +25,8 @@ from ..packet import AIOSPacket, MuxedData, decode_packet, encode_output
 from ..results import OnDataResult, PreProcessResult
 from ..routing import Router
 from ..tools import TimeBasedBatcher
-from .muxing import Muxing, TimeBatchers, batch_packets, packet_of, report_unflushed
+from .batching import TimeBatchers, batch_packets, packet_of, report_unflushed
+from .muxing import Muxing
 from .outcome import (
     Accumulator,
     Failure,
@@ -80,7 +81,7 @@ class Pipeline:
 
     @property
     def time_batchers(self) -> list[TimeBasedBatcher]:
-        """The block's TimeBasedBatchers known so far (see `muxing.TimeBatchers`)."""
+        """The block's TimeBasedBatchers known so far (see `batching.TimeBatchers`)."""
         return self._batchers.known()
 
     # -- entry points ----------------------------------------------------------------------

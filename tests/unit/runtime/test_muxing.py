@@ -1,11 +1,9 @@
-"""runtime/muxing.py: the muxer protocol and bookkeeping, and how time batchers are found."""
+"""runtime/muxing.py: the muxer protocol and bookkeeping."""
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
-import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,11 +11,7 @@ import pytest
 
 from aios_instance import (
     AIOSPacket,
-    BlockTester,
     Muxer,
-    OnDataResult,
-    PreProcessResult,
-    TimeBasedBatcher,
     make_packet,
 )
 from aios_instance.packet import decode_packet
@@ -26,8 +20,6 @@ from aios_instance.runtime.muxing import (
     Muxing,
     PacketMuxer,
     RuntimeMuxer,
-    TimeBatchers,
-    report_unflushed,
 )
 from aios_instance.runtime.outcome import Accumulator, Outcome
 from aios_instance.tools import ExpiredGroup
@@ -183,109 +175,3 @@ def test_hand_back_returns_every_buffered_input_once() -> None:
         feed(muxing, raw)
     assert sorted(muxing.hand_back()) == sorted(raws)
     assert muxing.hand_back() == [] and muxing.buffered_raws() == []
-
-
-# -- time batchers -------------------------------------------------------------------------------
-
-
-class Lazy:
-    """Creates its batchers after construction, one per session, kept in a dict."""
-
-    def __init__(self, context: Any = None) -> None:
-        self.clock = FakeClock()
-        self.batchers: dict[str, TimeBasedBatcher] = {}
-
-    def on_preprocess(self, packet: AIOSPacket) -> Any:
-        return True, [PreProcessResult(packet=packet)]
-
-    def on_data(self, entry: PreProcessResult) -> Any:
-        packet = entry.packet
-        assert packet is not None
-        if packet.session_id not in self.batchers:
-            self.batchers[packet.session_id] = TimeBasedBatcher(N=10, T=2.0, clock=self.clock)
-        batch = self.batchers[packet.session_id].add_to_batch(packet)
-        return (True, OnDataResult(output={"n": len(batch)})) if batch else (True, None)
-
-    def on_batch_timeout(self, batch: list[AIOSPacket]) -> Any:
-        sid = batch[0].session_id
-        return True, OnDataResult(output={"session": sid, "n": len(batch)})
-
-
-def test_a_batcher_created_after_construction_is_flushed_on_time() -> None:
-    tester = BlockTester(Lazy)
-    assert tester.pipeline.time_batchers == [] and tester.pipeline.next_deadline() is None
-    tester.run({"v": 1}, session_id="x")
-    tester.block.clock.now = 1.0
-    tester.run({"v": 2}, session_id="y")
-    tester.run({"v": 3}, session_id="x")
-    assert tester.pipeline.time_batchers == [tester.block.batchers[s] for s in ("x", "y")]
-    assert tester.pipeline.next_deadline() == 2.0
-    assert tester.tick(2.0) == [{"session": "x", "n": 2}]
-    assert tester.pipeline.next_deadline() == 3.0
-    assert tester.tick(3.0) == [{"session": "y", "n": 1}]
-    assert tester.pipeline.next_deadline() is None
-
-
-def test_batchers_kept_as_attributes_are_known_from_the_start() -> None:
-    class Block:
-        def __init__(self) -> None:
-            self.batcher = TimeBasedBatcher(N=2, T=1.0)
-            self.other = "not a batcher"
-
-    block = Block()
-    assert TimeBatchers(block, on_time=True).known() == [block.batcher]
-
-
-def test_only_batches_started_inside_the_pipelines_calls_are_claimed() -> None:
-    batchers = TimeBatchers(object(), on_time=True)
-    outside, inside, elsewhere = (TimeBasedBatcher(N=5, T=1.0) for _ in range(3))
-    outside.add_to_batch(1)
-    with batchers:
-        inside.add_to_batch(1)
-        worker = threading.Thread(target=elsewhere.add_to_batch, args=(1,))
-        worker.start()
-        worker.join(timeout=10)
-    assert batchers.known() == [inside]
-
-
-def test_nested_pipelines_claim_their_own_batchers() -> None:
-    outer, inner = TimeBatchers(object(), on_time=True), TimeBatchers(object(), on_time=True)
-    first, second, third = (TimeBasedBatcher(N=5, T=1.0) for _ in range(3))
-    with outer:
-        first.add_to_batch(1)
-        with inner:
-            second.add_to_batch(1)
-        third.add_to_batch(1)
-    assert outer.known() == [first, third] and inner.known() == [second]
-
-
-def test_a_dropped_batcher_is_forgotten() -> None:
-    batchers = TimeBatchers(object(), on_time=True)
-    with batchers:
-        TimeBasedBatcher(N=5, T=1.0).add_to_batch(1)
-    gc.collect()
-    assert batchers.known() == [] and batchers.next_deadline() is None
-
-
-def test_a_late_batcher_without_on_batch_timeout_warns_once(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    batchers = TimeBatchers(object(), on_time=False)
-    kept = [TimeBasedBatcher(N=5, T=1.0) for _ in range(2)]
-    with caplog.at_level(logging.WARNING, logger="aios_instance.runtime.muxing"), batchers:
-        for batcher in kept:
-            batcher.add_to_batch(1)
-    assert len(caplog.records) == 1 and "on_batch_timeout" in caplog.records[0].getMessage()
-    assert batchers.known() == kept
-    assert batchers.next_deadline() is None and list(batchers.due(1e12)) == []
-    assert list(batchers.flush_all()) == [[1], [1]]
-
-
-def test_an_unflushed_batch_keeps_only_what_is_a_packet() -> None:
-    packet = make_packet({"v": 1}, session_id="s", seq_no=4, ts=1.0)
-    acc = Accumulator()
-    report_unflushed([packet, PreProcessResult(packet=packet), "text"], acc)
-    [failure] = acc.failures
-    assert failure.reason.endswith("(1 of them are not packets: not kept)")
-    assert failure.packets == (packet.SerializeToString(),) * 2
-    assert (failure.session_id, failure.seq_no, failure.stage) == ("s", 4, "batch")
