@@ -51,12 +51,16 @@ class Worker:
         delivery_timeout_s: float = 30.0,
         claim_target_s: float = 0.1,
         hooks: Hooks | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.pipeline = pipeline
         self.source = source
         self.max_deliveries = max_deliveries
         self.idle_wait_s = idle_wait_s
         self.hooks = hooks or LoggingHooks()
+        # Deadlines, backoff and delivery timeouts are measured on this clock (a test passes
+        # one it moves by hand; it must be the clock the block's batchers use).
+        self.clock = clock
         self.records = DeadLetters(block_id, instance_id)
         self.outbox = Outbox(
             sink_for, self.records, self.hooks, delivery_timeout_s=delivery_timeout_s
@@ -117,7 +121,7 @@ class Worker:
 
     def _tick_if_due(self) -> None:
         deadline = self.pipeline.next_deadline()
-        if deadline is not None and deadline <= time.monotonic():
+        if deadline is not None and deadline <= self.clock():
             batch = Batch(next(self._numbers))
             result = self.pipeline.tick()
             self.hooks.processed(batch, result)
@@ -125,7 +129,7 @@ class Worker:
 
     def _wait_s(self) -> float:
         """How long a claim may block: until the next batch/muxer deadline or parked retry."""
-        now = time.monotonic()
+        now = self.clock()
         wait = min(self.idle_wait_s, self.outbox.next_retry_at - now)
         deadline = self.pipeline.next_deadline()
         if deadline is not None:
@@ -138,7 +142,7 @@ class Worker:
         t0 = time.perf_counter()
         records += self._failures(batch, result)
         local, remote = self._route(result)
-        held, rejected = self.outbox.send(remote, time.monotonic()) if remote else ([], [])
+        held, rejected = self.outbox.send(remote, self.clock()) if remote else ([], [])
         records += rejected
         acks = _acks(batch, result, held)
         pushed = sum(len(o.destinations) for o in result.outputs)
@@ -207,7 +211,7 @@ class Worker:
         """Retry commits the source could not take, then write the records of rejected
         pushes and finish parked deliveries that are due."""
         self.outbox.resend(self.source.commit)
-        acks, records = self.outbox.retry(time.monotonic())
+        acks, records = self.outbox.retry(self.clock())
         records, self._rejected = [*self._rejected, *records], []
         if not (acks or records):
             return
@@ -222,7 +226,7 @@ class Worker:
     # -- shutdown --------------------------------------------------------------------------
     def shutdown(self, timeout_s: float) -> None:
         """Flush time-based batches, hand muxer-held inputs back, retry parked outputs."""
-        deadline = time.monotonic() + timeout_s
+        deadline = time.monotonic() + timeout_s  # a budget of real time, whatever the clock
         try:
             batch = Batch(next(self._numbers))
             result = self.pipeline.drain()
@@ -235,7 +239,7 @@ class Worker:
                 self._retry_parked()
                 if not self.outbox.busy:
                     break
-                wait = min(self.outbox.next_retry_at, deadline) - time.monotonic()
+                wait = min(self.outbox.next_retry_at - self.clock(), deadline - time.monotonic())
                 time.sleep(min(max(wait, 0.0), 0.1))
         except TransportError as exc:
             self.hooks.source_failed(exc)

@@ -29,7 +29,7 @@ from aios_instance.tools import Muxer
 from aios_instance.transport.memory import MemorySink, MemorySource
 from aios_instance.transport.pool import SinkPool
 from aios_instance.transport.redis import RedisSource, connect
-from tests.support import eventually, step_until
+from tests.support import FakeClock, eventually, step_until
 
 BLOCK = "wb"
 
@@ -59,8 +59,10 @@ class Pairs(Echo):
 
 
 class CountingHooks(Hooks):
-    def __init__(self) -> None:
-        self.failed_pushes: list[float] = []
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.failed_pushes: list[float] = []  # when (on the clock)
+        self.unfinished_at_shutdown = 0
         self.dead: Counter[str] = Counter()
         self.acked = 0
         self.claims: list[tuple[bytes, int]] = []  # (packet, attempt) in claim order
@@ -77,7 +79,10 @@ class CountingHooks(Hooks):
         self.dead[reason] += count
 
     def delivery_failed(self, endpoint: str, error: Exception, parked: int) -> None:
-        self.failed_pushes.append(time.monotonic())
+        self.failed_pushes.append(self.clock())
+
+    def unfinished(self, deliveries: int) -> None:
+        self.unfinished_at_shutdown = deliveries
 
 
 Make = Callable[..., Worker]
@@ -183,28 +188,25 @@ def test_failures_are_dead_lettered_with_reason_and_the_packet(
 def test_unreachable_endpoint_keeps_inputs_claimed_backs_off_then_dead_letters(
     make_worker: Make, redis_client: redis.Redis
 ) -> None:
-    hooks = CountingHooks()
-    worker = make_worker(delivery_timeout_s=1.0, hooks=hooks)
+    clock = FakeClock(100.0)
+    hooks = CountingHooks(clock)
+    worker = make_worker(delivery_timeout_s=1.0, hooks=hooks, clock=clock, idle_wait_s=0.0)
     port = free_port()  # nothing listens there
     _send(redis_client, [0, 1, 2], output_ptr=_ptr(port, "NOWHERE"))
     _send(redis_client, [3, 4], seq0=3)
-    t0 = time.monotonic()
     step_until(worker, lambda: redis_client.llen("OUT") == 2)
     processing = worker.source.processing  # type: ignore[attr-defined]
     assert redis_client.llen(processing) == 3  # not acknowledged: still claimed
     assert redis_client.llen(keys.inputs(BLOCK)) == 0
     assert worker.parked == 3
-    step_until(worker, lambda: redis_client.llen(keys.dead_letters(BLOCK)) == 3)
-    elapsed = time.monotonic() - t0
-    assert elapsed >= 1.0
-    # Exponential backoff from 50 ms: a handful of tries in ~1 s, not one per step.
-    tries = len(hooks.failed_pushes)
-    assert 3 <= tries <= 8, tries
-    times = hooks.failed_pushes
-    gaps = [b - a for a, b in itertools.pairwise(times)]
-    # Doubling from 50 ms (the first gaps blur: Redis times blocking waits in ~0.1 s steps).
-    assert gaps[1:] == sorted(gaps[1:]), gaps
-    assert gaps[-1] >= 0.3, gaps
+    while redis_client.llen(keys.dead_letters(BLOCK)) < 3:
+        assert clock.now < 102.0, "never dead-lettered"
+        clock.advance(0.01)
+        worker.step()
+    assert clock.now >= 101.0  # the delivery timeout
+    # Exponential backoff from 50 ms: a handful of tries in 1 s, not one per step.
+    gaps = [round(b - a, 2) for a, b in itertools.pairwise(hooks.failed_pushes)]
+    assert gaps == [0.05, 0.1, 0.2, 0.4], gaps
     records = _dead(redis_client)
     assert sorted(r["seq_no"] for r in records) == [0, 1, 2]
     assert all(decode_packet(base64.b64decode(r["packet"])).seq_no == r["seq_no"] for r in records)
@@ -313,7 +315,8 @@ def test_a_lapsed_instance_is_requeued_to_the_front_with_attempts(
 def test_shutdown_hands_back_muxer_held_and_undelivered_inputs(
     make_worker: Make, redis_client: redis.Redis
 ) -> None:
-    worker = make_worker(block=Pairs(), delivery_timeout_s=30.0)
+    hooks = CountingHooks()
+    worker = make_worker(block=Pairs(), delivery_timeout_s=30.0, hooks=hooks)
     for seq, v in ((1, "a"), (2, "b"), (1, "c")):
         _send(redis_client, [v], seq0=seq)
     nowhere = _ptr(free_port(), "NOWHERE")
@@ -325,9 +328,8 @@ def test_shutdown_hands_back_muxer_held_and_undelivered_inputs(
     assert isinstance(source, RedisSource)
     assert redis_client.llen(source.processing) == 3  # (2, b) waits; d+e parked
     worker.stop()
-    t0 = time.monotonic()
     worker.shutdown(timeout_s=0.3)
-    assert time.monotonic() - t0 < 2.0
+    assert hooks.unfinished_at_shutdown == 1  # it gave up on the parked pair
     source.close()
     assert redis_client.llen(source.processing) == 0
     back = [decode_packet(r) for r in redis_client.lrange(keys.inputs(BLOCK), 0, -1)[::-1]]
@@ -374,31 +376,39 @@ def test_backoff_is_per_endpoint_and_forgets_expired_ones() -> None:
         sink.fail = True
     default = Destination("redis", "local", 6379, "OUT", "")
     pipeline = Pipeline(Echo(), Router(BLOCK, (default,)))
+    clock = FakeClock()
     worker = Worker(
         pipeline,
         source,
         lambda dest: sinks[dest.host],
         block_id=BLOCK,
         instance_id="m1",
-        idle_wait_s=0.01,
+        idle_wait_s=0.0,
         delivery_timeout_s=0.3,
+        clock=clock,
     )
 
     def ptr(host: str) -> str:
         return json.dumps({"outputs": [{"host": host, "port": 0, "block_id": "next"}]})
 
     source.put(make_packet({"v": 0}, output_ptr=ptr("x:1")).SerializeToString())
-    step_until(worker, lambda: len(source.dead) == 1)  # x's output expired
+    worker.step()
+    while not source.dead:  # x's output expires
+        assert clock.now < 1.0
+        clock.advance(0.01)
+        worker.step()
     worker.outbox.delivery_timeout_s = 30.0
     source.put(make_packet({"v": 1}, output_ptr=ptr("y:1")).SerializeToString())
     worker.step()
     assert worker.parked == 1
-    deadline = time.monotonic() + 0.2
-    while time.monotonic() < deadline:
+    for _ in range(20):
+        clock.advance(0.01)
         worker.step()
-    assert 1 <= sinks["y:1"].attempts <= 4  # 50, 100 ms backoff: not once per step
+    assert sinks["y:1"].attempts == 3  # at 0, 50 and 150 ms: not once per step
     sinks["y:1"].fail = False
-    step_until(worker, lambda: worker.parked == 0)
+    clock.advance(0.2)  # past the next retry
+    worker.step()
+    assert worker.parked == 0
     assert len(sinks["y:1"].lists["next_inputs"]) == 1
     assert source.processing == []
     assert [json.loads(r)["outcome"] for r in source.dead] == ["delivery_error"]
