@@ -478,16 +478,6 @@ def test_an_address_no_client_accepts_is_dead_lettered_and_the_loop_goes_on(
     assert hooks.dead == Counter(delivery_error=2)
 
 
-def test_ipv6_destinations_get_a_bracketed_url() -> None:
-    from aios_instance.transport.redis import redis_url_of
-
-    dest = Destination("redis", "::1", 6390, "Q", "b", db=2, password="p@ss/word")
-    assert redis_url_of(dest) == "redis://:p%40ss%2Fword@[::1]:6390/2"
-    kwargs = connect(redis_url_of(dest)).connection_pool.connection_kwargs
-    got = (kwargs["host"], kwargs["port"], kwargs["db"], kwargs["password"])
-    assert got == ("::1", 6390, 2, "p@ss/word")
-
-
 def test_a_commit_with_no_reply_hands_everything_back_and_loses_nothing(
     make_worker: Make, redis_client: redis.Redis
 ) -> None:

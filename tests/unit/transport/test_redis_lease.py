@@ -8,27 +8,15 @@ import redis
 from aios_instance import keys
 from aios_instance.embedded import EmbeddedRedis
 from aios_instance.transport.base import Commit
-from aios_instance.transport.redis import RedisBacklog, RedisSource, connect
+from aios_instance.transport.redis import RedisBacklog
 from tests.support import eventually
-
-BLOCK = "tl"
-
-
-def _source(server: EmbeddedRedis, instance: str, ttl_s: float = 10.0) -> RedisSource:
-    return RedisSource(connect(server.url), BLOCK, instance, lease_ttl_s=ttl_s)
-
-
-def _fill(client: redis.Redis, n: int, prefix: str = "p") -> list[bytes]:
-    items = [f"{prefix}{i}".encode() for i in range(n)]
-    for item in items:
-        client.lpush(keys.inputs(BLOCK), item)
-    return items
+from tests.unit.transport.redis_support import BLOCK, fill, make_source
 
 
 def test_renew_sets_the_heartbeat_with_its_ttl_and_lists_the_instance(
     redis_server: EmbeddedRedis, redis_client: redis.Redis
 ) -> None:
-    source = _source(redis_server, "i1", ttl_s=3.0)
+    source = make_source(redis_server, "i1", ttl_s=3.0)
     source.lease.renew()
     assert 0 < redis_client.pttl(keys.lease(BLOCK, "i1")) <= 3000
     assert redis_client.smembers(keys.instances(BLOCK)) == {b"i1"}
@@ -37,12 +25,12 @@ def test_renew_sets_the_heartbeat_with_its_ttl_and_lists_the_instance(
 def test_requeue_of_a_lapsed_instance_goes_to_the_front_with_attempts(
     redis_server: EmbeddedRedis, redis_client: redis.Redis
 ) -> None:
-    items = _fill(redis_client, 3)
-    dead = _source(redis_server, "dead", ttl_s=0.2)
+    items = fill(redis_client, 3)
+    dead = make_source(redis_server, "dead", ttl_s=0.2)
     dead.lease.renew()
     assert [c.raw for c in dead.claim(10, 0)] == items
-    items += _fill(redis_client, 2, "q")
-    alive = _source(redis_server, "alive")
+    items += fill(redis_client, 2, "q")
+    alive = make_source(redis_server, "alive")
     alive.lease.renew()
     assert alive.lease.requeue_lapsed() == 0  # the lease still holds
     eventually(lambda: not redis_client.exists(keys.lease(BLOCK, "dead")))
@@ -60,17 +48,17 @@ def test_requeue_of_a_lapsed_instance_goes_to_the_front_with_attempts(
 def test_restart_with_the_same_instance_id_requeues_and_counts(
     redis_server: EmbeddedRedis, redis_client: redis.Redis
 ) -> None:
-    items = _fill(redis_client, 2)
-    first = _source(redis_server, "same")
+    items = fill(redis_client, 2)
+    first = make_source(redis_server, "same")
     first.start()
     assert len(first.claim(5, 0)) == 2
-    items += _fill(redis_client, 2, "q")
-    again = _source(redis_server, "same")  # a restarted process, same INSTANCE_ID
+    items += fill(redis_client, 2, "q")
+    again = make_source(redis_server, "same")  # a restarted process, same INSTANCE_ID
     assert again.start() == 2
     [claim] = again.claim(4, 0)  # a redelivered packet comes alone
     assert claim == (items[0], 2)
     for expected_attempt in (3, 4):
-        again = _source(redis_server, "same")  # it crashed again holding only that one
+        again = make_source(redis_server, "same")  # it crashed again holding only that one
         assert again.start() == 1
         assert again.claim(4, 0) == [(items[0], expected_attempt)]
     assert again.claim(4, 0) == [(items[1], 2)]
@@ -83,5 +71,5 @@ def test_backlog_reports_depth_and_the_packet_claimed_next(
 ) -> None:
     backlog = RedisBacklog(redis_client, BLOCK)
     assert (backlog.depth(), backlog.oldest()) == (0, None)
-    items = _fill(redis_client, 3)
+    items = fill(redis_client, 3)
     assert (backlog.depth(), backlog.oldest()) == (3, items[0])

@@ -21,20 +21,7 @@ from aios_instance.routing import Destination
 from aios_instance.transport.base import Claim, Commit, Rejected
 from aios_instance.transport.redis import RedisSource, connect
 from tests.support import eventually
-
-BLOCK = "tb"
-
-
-def _source(server: EmbeddedRedis, instance: str = "i1", ttl_s: float = 10.0) -> RedisSource:
-    return RedisSource(connect(server.url), BLOCK, instance, lease_ttl_s=ttl_s)
-
-
-def _fill(client: redis.Redis, n: int, prefix: str = "p") -> list[bytes]:
-    """LPUSH p0..p{n-1} one by one, as producers do (p0 is the oldest)."""
-    items = [f"{prefix}{i}".encode() for i in range(n)]
-    for item in items:
-        client.lpush(keys.inputs(BLOCK), item)
-    return items
+from tests.unit.transport.redis_support import BLOCK, fill, make_source
 
 
 def _dest(server: EmbeddedRedis, queue: str) -> Destination:
@@ -55,8 +42,8 @@ class Settled(list[Rejected]):
 def test_claim_is_fifo_and_moves_to_processing(
     redis_server: EmbeddedRedis, redis_client: redis.Redis
 ) -> None:
-    items = _fill(redis_client, 10)
-    source = _source(redis_server)
+    items = fill(redis_client, 10)
+    source = make_source(redis_server)
     claims = source.claim(20, 0)
     assert _raws(claims) == items
     assert [c.attempt for c in claims] == [1] * 10
@@ -68,8 +55,8 @@ def test_claim_is_fifo_and_moves_to_processing(
 def test_commit_pushes_dead_letters_and_acks_in_one_transaction(
     redis_server: EmbeddedRedis, redis_client: redis.Redis
 ) -> None:
-    _fill(redis_client, 3)
-    source = _source(redis_server)
+    fill(redis_client, 3)
+    source = make_source(redis_server)
     claims = source.claim(5, 0)
     out = _dest(redis_server, "OUT")
     settled = Settled()
@@ -85,10 +72,10 @@ def test_commit_pushes_dead_letters_and_acks_in_one_transaction(
 def test_acknowledging_the_latest_claim_leaves_an_older_one_held(
     redis_server: EmbeddedRedis, redis_client: redis.Redis
 ) -> None:
-    source = _source(redis_server)
-    _fill(redis_client, 2)
+    source = make_source(redis_server)
+    fill(redis_client, 2)
     older = source.claim(5, 0)  # still held (e.g. parked): must survive the trim
-    latest_items = _fill(redis_client, 3, "q")
+    latest_items = fill(redis_client, 3, "q")
     source_claims = source.claim(5, 0)
     assert _raws(source_claims) == latest_items
     settled = Settled()
@@ -101,8 +88,8 @@ def test_acknowledging_the_latest_claim_leaves_an_older_one_held(
 def test_a_full_claim_claims_the_next_batch_ahead_and_commits_ride_with_claims(
     redis_server: EmbeddedRedis, redis_client: redis.Redis
 ) -> None:
-    items = _fill(redis_client, 10)
-    source = _source(redis_server)
+    items = fill(redis_client, 10)
+    source = make_source(redis_server)
     first = source.claim(3, 0)
     assert _raws(first) == items[:3]
     eventually(lambda: redis_client.llen(source.processing) == 6, 5.0, "the claim ahead")
@@ -121,7 +108,7 @@ def test_a_full_claim_claims_the_next_batch_ahead_and_commits_ride_with_claims(
     assert redis_client.lrange("OUT", 0, -1) == [b"o2", b"o1"]
     assert sorted(redis_client.lrange(source.processing, 0, -1)) == sorted(items[6:9])
     source.close()
-    assert _raws(_source(redis_server, "i2").claim(10, 0)) == items[6:10]  # back, in order
+    assert _raws(make_source(redis_server, "i2").claim(10, 0)) == items[6:10]  # back, in order
 
 
 def test_an_acknowledgement_by_position_checks_the_claim_is_still_there(
@@ -130,12 +117,12 @@ def test_an_acknowledgement_by_position_checks_the_claim_is_still_there(
     """Our list was requeued by another instance (our lease lapsed), someone served those
     packets, and we claimed again: acknowledging the old claim by position would remove the
     new one. It is acknowledged by name instead (a no-op), and the new claim stays held."""
-    _fill(redis_client, 2)
-    source = _source(redis_server)
+    fill(redis_client, 2)
+    source = make_source(redis_server)
     old = source.claim(5, 0)
     assert source.lease.requeue("i1", force=True, count_attempt=False) == 2
     assert redis_client.rpop(keys.inputs(BLOCK), 2) == _raws(old)  # another instance's
-    new_items = _fill(redis_client, 2, "q")
+    new_items = fill(redis_client, 2, "q")
     new = source.claim(5, 0)
     assert _raws(new) == new_items
     settled = Settled()
@@ -147,8 +134,8 @@ def test_an_acknowledgement_by_position_checks_the_claim_is_still_there(
 def test_a_commit_sent_ahead_survives_a_flushed_script_cache(
     redis_server: EmbeddedRedis, redis_client: redis.Redis
 ) -> None:
-    items = _fill(redis_client, 6)
-    source = _source(redis_server)
+    items = fill(redis_client, 6)
+    source = make_source(redis_server)
     first = source.claim(2, 0)
     assert _raws(source.claim(2, 0)) == items[2:4]  # claimed ahead
     settled = Settled()
@@ -164,8 +151,8 @@ def test_a_commit_sent_ahead_survives_a_flushed_script_cache(
 def test_a_commit_whose_reply_is_lost_hands_everything_back_before_the_next_claim(
     redis_server: EmbeddedRedis, redis_client: redis.Redis
 ) -> None:
-    items = _fill(redis_client, 6)
-    source = _source(redis_server, "victim")
+    items = fill(redis_client, 6)
+    source = make_source(redis_server, "victim")
     first = source.claim(2, 0)
     second = source.claim(2, 0)
     settled = Settled()
@@ -188,9 +175,9 @@ def test_a_commit_whose_reply_is_lost_hands_everything_back_before_the_next_clai
 def test_commit_reports_a_wrongtype_list_and_still_acks(
     redis_server: EmbeddedRedis, redis_client: redis.Redis
 ) -> None:
-    _fill(redis_client, 1)
+    fill(redis_client, 1)
     redis_client.set("NOT_A_LIST", "x")
-    source = _source(redis_server)
+    source = make_source(redis_server)
     [claim] = source.claim(5, 0)
     bad, good = _dest(redis_server, "NOT_A_LIST"), _dest(redis_server, "OUT")
     settled = Settled()
@@ -205,7 +192,7 @@ def test_commit_reports_a_wrongtype_list_and_still_acks(
 def test_blocking_claim_wakes_up_when_a_packet_arrives(
     redis_server: EmbeddedRedis, redis_client: redis.Redis
 ) -> None:
-    source = _source(redis_server)
+    source = make_source(redis_server)
     assert source.claim(8, 0.05) == []
     timer = threading.Timer(0.1, redis_client.lpush, (keys.inputs(BLOCK), b"late"))
     timer.start()
@@ -230,7 +217,7 @@ def test_a_claim_never_sends_redis_a_timeout_it_reads_as_forever(
 def test_a_blocking_claim_counts_the_deliveries_of_a_requeued_packet(
     redis_server: EmbeddedRedis, redis_client: redis.Redis
 ) -> None:
-    source = _source(redis_server)
+    source = make_source(redis_server)
     redis_client.lpush(source.processing, b"held")  # something else held: not the one asked
     redis_client.hset(keys.attempts(BLOCK), hashlib.sha1(b"again").hexdigest(), 2)
     redis_client.hset(keys.attempts(BLOCK), hashlib.sha1(b"held").hexdigest(), 7)
@@ -246,15 +233,15 @@ def test_a_blocking_claim_counts_the_deliveries_of_a_requeued_packet(
 def test_a_batch_stops_before_a_redelivered_packet(
     redis_server: EmbeddedRedis, redis_client: redis.Redis
 ) -> None:
-    items = _fill(redis_client, 2)
-    crashed = _source(redis_server, "crashed")
+    items = fill(redis_client, 2)
+    crashed = make_source(redis_server, "crashed")
     crashed.start()
     assert _raws(crashed.claim(5, 0)) == items
     crashed.start()  # p0, p1 requeued (attempt 2) to the front
     more = [f"q{i}".encode() for i in range(3)]
     for item in more:
         redis_client.rpush(keys.inputs(BLOCK), item)  # ahead of them (a producer's RPUSH)
-    source = _source(redis_server)
+    source = make_source(redis_server)
     assert source.claim(10, 0) == [(m, 1) for m in reversed(more)]
     assert source.claim(10, 0) == [(items[0], 2)]  # each redelivery alone
     assert source.claim(10, 0) == [(items[1], 2)]
@@ -264,8 +251,8 @@ def test_a_batch_stops_before_a_redelivered_packet(
 def test_release_hands_back_to_the_front_without_counting(
     redis_server: EmbeddedRedis, redis_client: redis.Redis
 ) -> None:
-    items = _fill(redis_client, 3)
-    source = _source(redis_server)
+    items = fill(redis_client, 3)
+    source = make_source(redis_server)
     claims = source.claim(5, 0)
     source.release(_raws(claims[1:]))  # keep the first, hand back two
     assert redis_client.llen(source.processing) == 1
@@ -276,15 +263,15 @@ def test_release_hands_back_to_the_front_without_counting(
 def test_close_hands_back_claims_and_the_batch_claimed_ahead_and_drops_the_lease(
     redis_server: EmbeddedRedis, redis_client: redis.Redis
 ) -> None:
-    items = _fill(redis_client, 6)
-    source = _source(redis_server)
+    items = fill(redis_client, 6)
+    source = make_source(redis_server)
     source.start()
     source.claim(2, 0)  # and two more claimed ahead
     source.close()
     assert redis_client.exists(keys.lease(BLOCK, "i1")) == 0
     assert redis_client.smembers(keys.instances(BLOCK)) == set()
     assert redis_client.llen(source.processing) == 0
-    claims = _source(redis_server, "i2").claim(10, 0)
+    claims = make_source(redis_server, "i2").claim(10, 0)
     assert _raws(claims) == items
     assert [c.attempt for c in claims] == [1] * 6  # a clean hand-back is no delivery
 
