@@ -11,6 +11,15 @@ import orjson
 _OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 # orjson turns integers beyond 64 bits into floats; the stdlib keeps them exact.
 _LONG_DIGITS = re.compile(r"\d{19,}")
+_TYPE_NAMES = {
+    dict: "an object",
+    list: "an array",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "a boolean",
+    type(None): "null",
+}
 
 
 def dumps(value: Any) -> str:
@@ -48,3 +57,9 @@ def validate(text: str | bytes) -> None:
         orjson.loads(text)
     except orjson.JSONDecodeError as exc:
         raise ValueError(str(exc)) from None
+
+
+def type_name(value: object) -> str:
+    """What ``value`` is in JSON terms, for messages: ``an object``, ``an array``, ``a string``,
+    ``a number``, ``a boolean``, ``null``; the Python class name for anything else."""
+    return _TYPE_NAMES.get(type(value), type(value).__name__)

@@ -8,14 +8,36 @@
     │   ├── PacketDecodeError      bytes that are not a valid AIOSPacket
     │   └── DataDecodeError        packet.data that is not valid JSON
     ├── RoutingError               an output_ptr that cannot be turned into destinations
-    └── TransportError             a queue or downstream endpoint could not be reached
-        └── AckPendingError        a commit took effect but its acknowledgement did not
+    ├── TransportError             a queue or downstream endpoint could not be reached
+    │   └── AckPendingError        a commit took effect but its acknowledgement did not
+    ├── UpdateResultError          on_update accepted an update with a value that is not JSON
+    ├── UnknownMetricError         a metric update names a metric never registered
+    └── BlockTestError             BlockTester.run(..., raise_errors=True): the block failed
+
+Some also derive from the builtin their callers caught before they joined the tree
+(``UpdateResultError`` is a ``ValueError``; ``UnknownMetricError`` a ``KeyError`` and a
+``ValueError``), so existing ``except`` clauses keep working. Each is re-exported from the
+module that raises it (``control.params``, ``metrics``, ``testing``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
+
+__all__ = [
+    "AIOSError",
+    "AckPendingError",
+    "BlockTestError",
+    "ConfigError",
+    "DataDecodeError",
+    "PacketDecodeError",
+    "PacketError",
+    "RoutingError",
+    "TransportError",
+    "UnknownMetricError",
+    "UpdateResultError",
+]
 
 
 class AIOSError(Exception):
@@ -68,3 +90,35 @@ class AckPendingError(TransportError):
         self.raws = raws
         self.claims = claims
         self.rejected = rejected
+
+
+class UpdateResultError(AIOSError, ValueError):
+    """``on_update`` accepted an update but returned a value that cannot be sent as JSON.
+
+    Raised before anything is merged: the parameters are unchanged. ``POST /setParameters``
+    answers 500; the ``PARAMETER_UPDATES`` listener dead-letters the update.
+    """
+
+
+class UnknownMetricError(AIOSError, KeyError, ValueError):
+    """An update names a metric that was never registered (catchable as KeyError or ValueError)."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message; keep it readable
+        return self.message
+
+
+class BlockTestError(AIOSError):
+    """Raised by ``BlockTester.run(..., raise_errors=True)`` when the block failed a job.
+
+    ``failures`` are the pipeline's ``Failure`` values (``outcome``, ``stage``, ``reason``,
+    ``session_id``, ``seq_no``, ...); the message describes the first.
+    """
+
+    def __init__(self, failures: Iterable[Any]) -> None:
+        self.failures = tuple(failures)
+        first = self.failures[0]
+        super().__init__(
+            f"{first.outcome.value} in {first.stage}: {first.reason}",
+            session_id=first.session_id,
+            seq_no=first.seq_no,
+        )

@@ -24,7 +24,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 import redis
 from redis import Redis
@@ -32,9 +31,10 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from . import _json
+from ._urls import location
 from .keys import EVENTS_QUEUE
 
-__all__ = ["RECORDED_MAX", "BlockEvents", "redis_location"]
+__all__ = ["RECORDED_MAX", "BlockEvents"]
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +42,6 @@ RECORDED_MAX = 10_000
 """How many events an in-memory `BlockEvents` keeps in ``recorded``."""
 
 _SEND_ERRORS = (redis.RedisError, OSError, ValueError)  # ValueError: a malformed URL
-
-
-def redis_location(url: str) -> str:
-    """``host:port/db`` of a Redis URL, for logs (never the password)."""
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        return parts.path
-    return f"{parts.hostname}:{parts.port or 6379}{parts.path or ''}"
 
 
 class BlockEvents:
@@ -164,5 +156,5 @@ class BlockEvents:
                     retry=Retry(NoBackoff(), 0),
                 )
                 self._owns_client = True
-                log.info("events go to %r on %s", self.queue, redis_location(self.redis_url))
+                log.info("events go to %r on %s", self.queue, location(self.redis_url))
             return self._client

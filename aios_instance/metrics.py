@@ -24,6 +24,8 @@ from typing import Any, Literal
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import start_http_server as _start_http_server
 
+from .errors import UnknownMetricError
+
 __all__ = [
     "AIOSMetrics",
     "MetricsServer",
@@ -43,13 +45,6 @@ Labels = Mapping[str, object] | Sequence[object] | None
 
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-
-
-class UnknownMetricError(KeyError, ValueError):
-    """An update names a metric that was never registered (catchable as KeyError or ValueError)."""
-
-    def __str__(self) -> str:  # KeyError would repr() the message; keep it readable
-        return str(self.args[0]) if self.args else ""
 
 
 @dataclass(frozen=True)

@@ -29,30 +29,22 @@ too), so routing a packet whose pointer was seen before costs one dictionary loo
 from __future__ import annotations
 
 import functools
-import re
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeAlias
 from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 
-from . import _json
+from . import _json, keys
+from ._json import type_name
+from ._urls import DEFAULT_PORT, bracket, redact
 from .errors import ConfigError, RoutingError
 
 __all__ = ["DEFAULT_REDIS_PORT", "Destination", "Router", "destination_from_url"]
 
-DEFAULT_REDIS_PORT: Final = 6379
+DEFAULT_REDIS_PORT: Final = DEFAULT_PORT
 """The port of an output that names none."""
 
 _MAX_PORT: Final = 65535
 _QUOTE_CHARS: Final = 200
-_JSON_TYPES: Final[dict[type, str]] = {
-    dict: "an object",
-    list: "an array",
-    str: "a string",
-    int: "a number",
-    float: "a number",
-    bool: "a boolean",
-    type(None): "null",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,9 +73,7 @@ class Destination:
         """``host:port`` to connect to (for gRPC, ``host`` already is the target)."""
         if self.kind == "grpc":
             return self.host
-        if ":" in self.host:  # IPv6 literal
-            return f"[{self.host}]:{self.port}"
-        return f"{self.host}:{self.port}"
+        return f"{bracket(self.host)}:{self.port}"
 
 
 class _Failure:
@@ -172,7 +162,7 @@ def _destinations(
     block_id: str, default: tuple[Destination, ...], value: object
 ) -> tuple[Destination, ...]:
     if not isinstance(value, dict):
-        raise _MalformedError(f"expected a JSON object, got {_json_type(value)}")
+        raise _MalformedError(f"expected a JSON object, got {type_name(value)}")
     if not value:
         return default
     if _is_graph(value):
@@ -187,14 +177,14 @@ def _destinations(
 def _is_graph(value: dict[str, Any]) -> bool:
     flag = value.get("is_graph", False)
     if not isinstance(flag, bool):
-        raise _MalformedError(f"'is_graph' must be true or false, got {_json_type(flag)}")
+        raise _MalformedError(f"'is_graph' must be true or false, got {type_name(flag)}")
     return flag
 
 
 def _graph_outputs(value: dict[str, Any], block_id: str) -> list[Destination]:
     graph = value.get("graph")
     if not isinstance(graph, dict):
-        raise _MalformedError(f"'graph' must be an object of block ids, got {_json_type(graph)}")
+        raise _MalformedError(f"'graph' must be an object of block ids, got {type_name(graph)}")
     found = _node_outputs(graph.get(block_id), f"graph[{block_id!r}]")
     if not found:
         found = _node_outputs(graph.get("final"), "graph['final']")
@@ -210,7 +200,7 @@ def _node_outputs(node: object, where: str) -> list[Destination]:
     if isinstance(node, list):
         return _outputs_list(node, where)
     if not isinstance(node, dict):
-        raise _MalformedError(f"{where} must be an object or an array, got {_json_type(node)}")
+        raise _MalformedError(f"{where} must be an object or an array, got {type_name(node)}")
     if "outputs" in node:
         return _outputs_list(node["outputs"], f"{where}.outputs")
     if not node:
@@ -220,13 +210,13 @@ def _node_outputs(node: object, where: str) -> list[Destination]:
 
 def _outputs_list(items: object, where: str) -> list[Destination]:
     if not isinstance(items, list):
-        raise _MalformedError(f"{where} must be an array, got {_json_type(items)}")
+        raise _MalformedError(f"{where} must be an array, got {type_name(items)}")
     return [_output(item, f"{where}[{index}]") for index, item in enumerate(items)]
 
 
 def _output(item: object, where: str) -> Destination:
     if not isinstance(item, dict):
-        raise _MalformedError(f"{where} must be an object, got {_json_type(item)}")
+        raise _MalformedError(f"{where} must be an object, got {type_name(item)}")
     host = _host(item.get("host"), where)
     port = _int_field(item, "port", DEFAULT_REDIS_PORT, _MAX_PORT, where)
     db = _int_field(item, "db", 0, None, where)
@@ -235,7 +225,7 @@ def _output(item: object, where: str) -> Destination:
     if not queue_name:
         if not block_id:
             raise _MalformedError(f"{where} has neither 'queue_name' nor 'block_id'")
-        queue_name = f"{block_id}_inputs"
+        queue_name = keys.inputs(block_id)
     if port == 0 and not block_id:
         raise _MalformedError(f"{where} is a gRPC output (port 0) and needs a 'block_id'")
     return Destination("grpc" if port == 0 else "redis", host, port, queue_name, block_id, db)
@@ -285,10 +275,6 @@ def _optional_str(item: dict[str, Any], key: str, where: str) -> str:
     return raw
 
 
-def _json_type(value: object) -> str:
-    return _JSON_TYPES.get(type(value), type(value).__name__)
-
-
 def _short(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:60] + "…"
@@ -319,7 +305,7 @@ def destination_from_url(url: str, queue_name: str, *, block_id: str = "") -> De
     6379, db to 0 (``?db=`` wins over the path, as in redis-py). The password is kept on the
     destination (out of its repr); a user name is ignored. Raises `ConfigError`.
     """
-    shown = _redact(url)
+    shown = redact(url)
     try:
         parts = urlsplit(url.strip())
         port = parts.port
@@ -351,8 +337,3 @@ def _url_db(parts: SplitResult, shown: str) -> int:
     if not (text.isascii() and text.isdigit()):
         raise ConfigError(f"bad Redis URL {shown!r}: db {text!r} is not a number")
     return int(text)
-
-
-def _redact(url: str) -> str:
-    """The URL with its password replaced by ``***`` (for error messages)."""
-    return re.sub(r"(//[^/@]*?:)[^/@]*@", r"\1***@", url)

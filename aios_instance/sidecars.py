@@ -35,15 +35,14 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
 import redis
 from redis import Redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from ._urls import DEFAULT_PORT, as_redis_url, location, redis_url
 from .errors import ConfigError, PacketDecodeError
-from .events import redis_location
 from .keys import SIDECAR_INPUTS
 from .packet import AIOSPacket, decode_packet
 
@@ -52,7 +51,6 @@ __all__ = [
     "BlockSideCars",
     "SidecarConsumer",
     "SupportsSerialize",
-    "external_url",
     "sidecar_url",
 ]
 
@@ -78,38 +76,18 @@ def _flag(value: Any) -> bool:
     return bool(value)
 
 
-def external_url(value: str, default_port: int = 6379) -> str:
-    """Normalize ``host``, ``host:port``, ``[ipv6]:port`` or a Redis URL to a Redis URL."""
-    value = value.strip()
-    if "://" in value:
-        if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
-            raise ConfigError(f"not a Redis URL: {value!r} (use redis://, rediss:// or unix://)")
-        return value
-    if value.startswith("["):
-        host, _, rest = value[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else ""
-        host = f"[{host}]"
-    elif value.count(":") > 1:  # a bare IPv6 address
-        host, port = f"[{value}]", ""
-    else:
-        host, _, port = value.partition(":")
-    if not host or (port and not port.isdigit()):
-        raise ConfigError(f"not a Redis address: {value!r} (use host, host:port or a URL)")
-    return f"redis://{host}:{port or default_port}/0"
-
-
-def sidecar_url(name: str, block_id: str, settings: Any, port: int = 6379) -> str:
+def sidecar_url(name: str, block_id: str, settings: Any, port: int = DEFAULT_PORT) -> str:
     """The Redis URL of sidecar ``name`` from its settings (ConfigError when invalid)."""
     if settings is None:
         settings = {}
     if not isinstance(settings, Mapping):
         raise ConfigError(f"sidecar {name!r}: settings must be an object, got {settings!r}")
     if not _flag(settings.get("external", False)):
-        return f"redis://{INTERNAL_HOST.format(name=name, block_id=block_id)}:{port}/0"
+        return redis_url(INTERNAL_HOST.format(name=name, block_id=block_id), port)
     target = settings.get("external_redis_url")
     if not isinstance(target, str) or not target.strip():
         raise ConfigError(f"sidecar {name!r} is external but has no external_redis_url")
-    return external_url(target, port)
+    return as_redis_url(target, port)
 
 
 @dataclass
@@ -128,11 +106,12 @@ class BlockSideCars:
         block_id: str,
         config: Mapping[str, Any] | None = None,
         *,
-        port: int = 6379,
+        port: int = DEFAULT_PORT,
         timeout_s: float = 2.0,
         retry_after_s: float = 1.0,
         max_retry_after_s: float = 30.0,
         on_failure: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if config is not None and not isinstance(config, Mapping):
             raise ConfigError(f"sidecar config must map names to settings, got {config!r}")
@@ -141,6 +120,7 @@ class BlockSideCars:
         self.retry_after_s = retry_after_s
         self.max_retry_after_s = max(max_retry_after_s, retry_after_s)
         self.on_failure = on_failure
+        self._clock = clock  # times the backoff (a test passes a clock it moves by hand)
         self._outages: dict[str, _Outage] = {}
         self._urls = {
             str(name): sidecar_url(str(name), block_id, settings, port)
@@ -223,7 +203,7 @@ class BlockSideCars:
             outage = self._outages.get(name)
             if outage is None:
                 return 2
-            now = time.monotonic()
+            now = self._clock()
             if now < outage.until:
                 return 0
             outage.until = now + outage.interval_s  # this push probes; the others skip
@@ -236,25 +216,34 @@ class BlockSideCars:
                 interval = self.retry_after_s
             else:
                 interval = min(outage.interval_s * 2, self.max_retry_after_s)
-            self._outages[name] = _Outage(time.monotonic() + interval, interval)
+            self._outages[name] = _Outage(self._clock() + interval, interval)
             self.failures[name] = self.failures.get(name, 0) + 1
-        where = redis_location(self._urls[name])
+        where = location(self._urls[name])
         if outage is None:
             log.error(
                 "sidecar %r (%s): push failed: %s; pushes to it fail at once for %.3gs, then "
                 "it is retried with backoff (up to %.3gs)",
-                name, where, error, interval, self.max_retry_after_s,
-            )  # fmt: skip
+                name,
+                where,
+                error,
+                interval,
+                self.max_retry_after_s,
+            )
         else:
-            log.debug("sidecar %r (%s): still failing (%s); next try in %.3gs",
-                      name, where, error, interval)  # fmt: skip
+            log.debug(
+                "sidecar %r (%s): still failing (%s); next try in %.3gs",
+                name,
+                where,
+                error,
+                interval,
+            )
         self._notify(name)
 
     def _recovered(self, name: str) -> None:
         with self._lock:
             outage = self._outages.pop(name, None)
         if outage is not None:
-            log.info("sidecar %r (%s): reachable again", name, redis_location(self._urls[name]))
+            log.info("sidecar %r (%s): reachable again", name, location(self._urls[name]))
 
     def _client(self, name: str) -> Redis:
         with self._lock:

@@ -14,9 +14,10 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from . import _json
+from . import _json, keys
+from ._urls import DEFAULT_PORT
 from .context import Context
-from .errors import AIOSError
+from .errors import BlockTestError
 from .packet import AIOSPacket, decode_packet, make_packet
 from .routing import Destination, Router
 from .runtime.pipeline import Failure, Pipeline, PipelineResult
@@ -39,19 +40,6 @@ class TestContext(Context):
         super().__init__(**kwargs)
 
 
-class BlockTestError(AIOSError):
-    """Raised by ``BlockTester.run(..., raise_errors=True)`` when the block failed a job."""
-
-    def __init__(self, failures: Iterable[Failure]) -> None:
-        self.failures = tuple(failures)
-        first = self.failures[0]
-        super().__init__(
-            f"{first.outcome.value} in {first.stage}: {first.reason}",
-            session_id=first.session_id,
-            seq_no=first.seq_no,
-        )
-
-
 class BlockTester:
     """Instantiates a block with a TestContext and runs jobs through the production pipeline."""
 
@@ -61,7 +49,7 @@ class BlockTester:
         self.context = context if context is not None else TestContext()
         self.block = block_class(self.context)
         block_id = self.context.block_id or TEST_BLOCK_ID
-        default = (Destination("redis", "localhost", 6379, "OUTPUT", ""),)
+        default = (Destination("redis", "localhost", DEFAULT_PORT, keys.DEFAULT_OUTPUT, ""),)
         self.pipeline = Pipeline(self.block, Router(block_id, default))
         self.last_result = PipelineResult()
 

@@ -6,7 +6,6 @@ import contextlib
 import logging
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -18,8 +17,8 @@ from aios_instance._proto import aios_packet_pb2
 from aios_instance.embedded import EmbeddedRedis, free_port
 from aios_instance.errors import ConfigError
 from aios_instance.packet import AIOSPacket, decode_packet, make_packet
-from aios_instance.sidecars import BlockSideCars, SidecarConsumer, external_url, sidecar_url
-from tests.support import eventually
+from aios_instance.sidecars import BlockSideCars, SidecarConsumer, sidecar_url
+from tests.support import FakeClock, eventually
 
 Factory = Callable[[], EmbeddedRedis]
 
@@ -55,13 +54,13 @@ def _external(port: int) -> dict[str, object]:
     ],
 )
 def test_external_url_forms(given: str, expected: str) -> None:
-    assert external_url(given) == expected
+    assert sidecar_url("x", "b", {"external": True, "external_redis_url": given}) == expected
 
 
-@pytest.mark.parametrize("bad", ["host:port", "http://h:80", ":6379", ""])
+@pytest.mark.parametrize("bad", ["host:port", "http://h:80", ":6379"])
 def test_bad_external_addresses_are_config_errors(bad: str) -> None:
     with pytest.raises(ConfigError):
-        external_url(bad)
+        sidecar_url("x", "b", {"external": True, "external_redis_url": bad})
 
 
 def test_internal_sidecars_use_the_cluster_service_name() -> None:
@@ -388,31 +387,38 @@ def test_a_hung_sidecar_is_backed_off_and_never_throttles_the_others(
 ) -> None:
     good = redis_factory()
     failed: list[str] = []
-    config = {"hung": _external(hung.port), "good": _external(good.port)}
+    clock = FakeClock()  # the backoff's time; the push timeouts stay real (0.2 s)
     side_cars = BlockSideCars(
-        "b", config, timeout_s=0.2, retry_after_s=1.0, max_retry_after_s=2.0,
+        "b",
+        {"hung": _external(hung.port), "good": _external(good.port)},
+        timeout_s=0.2,
+        retry_after_s=1.0,
+        max_retry_after_s=2.0,
         on_failure=failed.append,
-    )  # fmt: skip
+        clock=clock,
+    )
     packet = make_packet({"x": 1})
     both = {"hung": False, "good": True}
     with caplog.at_level(logging.DEBUG, logger="aios_instance.sidecars"):
-        t0 = time.perf_counter()
         assert side_cars.push_to_all_sidecars(packet) == both  # a timeout, and the retry
-        assert time.perf_counter() - t0 < 1.0
         eventually(lambda: hung.accepted == 2)
-        t0 = time.perf_counter()
-        for _ in range(20):  # backed off: the hung sidecar fails at once
+        assert side_cars.retries["hung"] == 1
+        for _ in range(20):  # backed off: the hung sidecar is not even connected to
             assert side_cars.push_to_all_sidecars(packet) == both
-        assert time.perf_counter() - t0 < 0.5  # without backoff: 20 x 0.4 s
         assert hung.accepted == 2
         assert side_cars.failures["hung"] == 21 and side_cars.skipped["hung"] == 20
-        assert side_cars.retries["hung"] == 1 and len(failed) == 21
-        # after retry_after_s one push probes it, once (no retry); the interval then doubles
-        eventually(lambda: not side_cars.push_to_sidecar("hung", packet) and hung.accepted == 3)
-        probed = time.monotonic()
+        assert len(failed) == 21
+        clock.advance(1.0)  # retry_after_s: one push probes it, once (no retry)
+        assert side_cars.push_to_sidecar("hung", packet) is False
+        eventually(lambda: hung.accepted == 3)
         assert side_cars.retries["hung"] == 1
-        eventually(lambda: not side_cars.push_to_sidecar("hung", packet) and hung.accepted == 4)
-        assert time.monotonic() - probed >= 1.9  # 2 s, not 1 s
+        clock.advance(1.0)  # the interval doubled to 2 s: still backed off
+        assert side_cars.push_to_sidecar("hung", packet) is False
+        assert side_cars.skipped["hung"] == 21
+        clock.advance(1.0)
+        assert side_cars.push_to_sidecar("hung", packet) is False
+        eventually(lambda: hung.accepted == 4)
+    assert hung.accepted == 4
     assert len(_inputs(good)) == 21
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and "'hung'" in errors[0].getMessage()  # once per outage
