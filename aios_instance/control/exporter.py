@@ -1,7 +1,8 @@
 """The Redis snapshot exporter: a thread that LPUSHes the block's metrics to ``NODE_METRICS``.
 
-The snapshot is ``AIOSMetrics.snapshot()`` (the existing JSON shape, with the hardware section
-from :mod:`aios_instance.hardware`). The list is trimmed to the newest ``max_len`` snapshots
+It takes a snapshot callable: the runtime passes one returning ``AIOSMetrics.snapshot()`` with
+the hardware section (the existing JSON shape), so the exporter knows nothing of where the
+numbers come from. The list is trimmed to the newest ``max_len`` snapshots
 (``NODE_METRICS_MAX_LEN`` by default), so it stays bounded when no one consumes it. The thread
 never dies on an exception.
 """
@@ -12,15 +13,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import redis
 
-from .. import _json
-from ..runtime.hardware import hardware_snapshot
-
-if TYPE_CHECKING:
-    from ..metrics import AIOSMetrics
+from .. import _json, keys
 
 __all__ = ["NODE_METRICS_MAX_LEN", "MetricsExporter"]
 
@@ -39,25 +36,21 @@ class MetricsExporter:
 
     def __init__(
         self,
-        metrics: AIOSMetrics,
+        snapshot: Callable[[], Mapping[str, Any]],
         redis_client_factory: Callable[[], redis.Redis],
         interval_s: float = 10.0,
-        queue: str = "NODE_METRICS",
-        node_id: str = "",
-        hardware: Callable[[], Mapping[str, Any]] | None = None,
+        queue: str = keys.NODE_METRICS,
         max_len: int | None = NODE_METRICS_MAX_LEN,
     ) -> None:
         if max_len is not None and max_len < 1:
             raise ValueError(f"max_len must be at least 1 (or None: unbounded), got {max_len}")
-        self.metrics = metrics
+        self.snapshot = snapshot
         self.interval_s = interval_s
         self.queue = queue
-        self.node_id = node_id
         self.max_len = max_len
         self.pushes = 0
         self.failures = 0
         self._factory = redis_client_factory
-        self._hardware = hardware if hardware is not None else hardware_snapshot
         self._client: redis.Redis | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -96,7 +89,7 @@ class MetricsExporter:
         )
 
     def _run(self) -> None:
-        self._read_hardware()  # primes psutil's cpu_percent and NVML, off the caller's thread
+        self._prime()
         while not self._stop.wait(self.interval_s):
             try:
                 self.push_once()
@@ -107,8 +100,7 @@ class MetricsExporter:
         """Push one snapshot now; True on success, False (logged, counted) on failure."""
         with self._lock:
             try:
-                snap = self.metrics.snapshot(self.node_id, self._read_hardware())
-                self._push(_json.dumps_bytes(snap))
+                self._push(_json.dumps_bytes(self.snapshot()))
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 self._drop_client()
                 return self._failed("cannot reach Redis: %s", exc)
@@ -131,12 +123,13 @@ class MetricsExporter:
         pipe.ltrim(self.queue, 0, self.max_len - 1)
         pipe.execute()
 
-    def _read_hardware(self) -> Mapping[str, Any]:
+    def _prime(self) -> None:
+        """One snapshot, thrown away: the first reading of psutil's ``cpu_percent`` (and NVML's
+        start) happens here, on the export thread, and the first pushed one is meaningful."""
         try:
-            return self._hardware()
+            self.snapshot()
         except Exception as exc:
-            log.debug("metrics exporter: hardware snapshot failed: %r", exc)
-            return {}
+            log.debug("metrics exporter: snapshot failed: %r", exc)
 
     def _failed(self, message: str, exc: BaseException) -> bool:
         """Count and log a failure (WARNING once per outage, then DEBUG); returns False."""

@@ -7,6 +7,8 @@ only when it accepts. An item that is not a JSON object is logged and dead-lette
 ``{BLOCK_ID}_dead`` (outcome ``bad_input``, stage ``parameters``); a refused update is logged.
 An update that ``on_update`` accepts with a value that is not JSON (`UpdateResultError`:
 the parameters stay unchanged) is logged and dead-lettered too (outcome ``user_error``).
+The listener depends on a ``ControlTarget`` (``target.py``), which applies the updates and
+builds the dead-letter records.
 The listener never dies: a Redis outage is logged and retried with backoff.
 
 Delivery is at most once: an update popped by an instance that crashes before applying it is
@@ -17,16 +19,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import redis
 
 from .. import _json, keys
-from ..runtime.deadletter import dead_letter_record
+from ..errors import UpdateResultError
 from ..transport.redis import connect
-
-if TYPE_CHECKING:
-    from ..runtime.block import Runtime
+from .target import ControlTarget
 
 __all__ = ["ParameterListener", "UpdateResultError"]
 
@@ -35,31 +35,23 @@ log = logging.getLogger(__name__)
 _REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
 
 
-class UpdateResultError(ValueError):
-    """``on_update`` accepted an update but returned a value that cannot be sent as JSON.
-
-    Raised by ``Runtime.apply_parameters`` before anything is merged: the parameters are
-    unchanged. ``POST /setParameters`` answers 500; the listener dead-letters the update.
-    """
-
-
 class ParameterListener:
     """Consumes ``PARAMETER_UPDATES`` on a daemon thread: ``start()`` … ``stop()``."""
 
     def __init__(
         self,
-        runtime: Runtime,
+        target: ControlTarget,
         *,
         poll_timeout_s: float = 1.0,
         retry_min_s: float = 0.1,
         retry_max_s: float = 5.0,
     ) -> None:
-        self.runtime = runtime
+        self.target = target
         self.queue = keys.PARAMETER_UPDATES
         self.poll_timeout_s = poll_timeout_s
         self.retry_min_s, self.retry_max_s = retry_min_s, retry_max_s
         self.applied = self.refused = self.rejected = 0  # counts, for tests and /mgmt
-        self._client = connect(runtime.settings.redis_url, socket_timeout_s=poll_timeout_s + 5.0)
+        self._client = connect(target.settings.redis_url, socket_timeout_s=poll_timeout_s + 5.0)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="aios-parameters", daemon=True)
 
@@ -107,14 +99,14 @@ class ParameterListener:
             return False
         if not isinstance(update, dict):
             self._reject(
-                raw, f"parameter update must be a JSON object, got {type(update).__name__}"
+                raw, f"parameter update must be a JSON object, got {_json.type_name(update)}"
             )
             return False
         return self._apply(raw, update)
 
     def _apply(self, raw: bytes, update: dict[str, Any]) -> bool:
         try:
-            ok, value = self.runtime.apply_parameters(update)
+            ok, value = self.target.apply_parameters(update)
         except UpdateResultError as exc:
             self.refused += 1
             self._reject(raw, str(exc), outcome="user_error")
@@ -135,15 +127,10 @@ class ParameterListener:
         """Log and dead-letter an update (``bad_input``: the item itself is unusable)."""
         if outcome == "bad_input":
             self.rejected += 1
-        s = self.runtime.settings
-        log.warning(
-            "%s: %s; dead-lettered to %s", self.queue, reason, keys.dead_letters(s.block_id)
-        )
-        record = dead_letter_record(
-            outcome=outcome, stage="parameters", reason=reason, packets=[raw],
-            block_id=s.block_id, instance_id=s.instance_id,
-        )  # fmt: skip
+        dead = keys.dead_letters(self.target.settings.block_id)
+        log.warning("%s: %s; dead-lettered to %s", self.queue, reason, dead)
+        record = self.target.dead_letter(raw, outcome=outcome, stage="parameters", reason=reason)
         try:
-            self._client.lpush(keys.dead_letters(s.block_id), record)
+            self._client.lpush(dead, record)
         except Exception as exc:
             log.warning("could not dead-letter a bad parameter update: %s", exc)

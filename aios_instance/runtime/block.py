@@ -18,12 +18,12 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from .. import _json, keys, state
+from .. import keys, state
 from .._urls import as_redis_url, redact
 from ..blockdata import BlockData, load_block_data
 from ..context import Context
+from ..control.api import start_api, start_listener
 from ..control.exporter import MetricsExporter
-from ..control.params import UpdateResultError
 from ..errors import ConfigError, TransportError
 from ..events import BlockEvents
 from ..metrics import AIOSMetrics, MetricsServer
@@ -38,6 +38,7 @@ from .hooks import Hooks, LoggingHooks, MetricsHooks
 from .instruments import RuntimeMetrics
 from .lease import LeaseKeeper
 from .pipeline import Pipeline
+from .target import RuntimeTarget
 from .worker import Worker
 
 __all__ = ["Block", "Runtime"]
@@ -108,7 +109,6 @@ class Runtime:
         self.draining = False
         self._crashed = False
         self.started_at = time.time()
-        self._param_lock = threading.Lock()
         self._services: list[Callable[[], None]] = []  # closers, run in reverse at shutdown
         self.redis = connect(s.redis_url, socket_timeout_s=s.idle_wait_s + 5.0)
         self.metrics = AIOSMetrics(block_id=s.block_id, instance_id=s.instance_id)
@@ -117,7 +117,8 @@ class Runtime:
         _export_gpus(_allocation_of(s, self.block_data))
         state.set_default_redis(self.redis)
         self.block: Any = None  # until the constructor returns, the control API says "starting"
-        self.control_port: int | None = None
+        self.control = RuntimeTarget(self)  # what the control API and listener see of it
+        self.control_port: int | None = None  # the control API's bound port, once it serves
         self._start_control(api=True)  # /live answers while the model loads
         try:
             self.block = block_class(self.context)  # the user's constructor: models load here
@@ -230,24 +231,20 @@ class Runtime:
         if s.metrics_redis_host:
             url = as_redis_url(s.metrics_redis_host)
             exporter = MetricsExporter(
-                self.metrics,
-                lambda: connect(url),
-                interval_s=s.metrics_interval_s,
-                node_id=s.node_id,
+                self.control.snapshot, lambda: connect(url), interval_s=s.metrics_interval_s
             ).start()
             self._services.append(exporter.stop)
         self._start_control()
 
     def _start_control(self, *, api: bool = False) -> None:
         """``api``: the HTTP control API (from __init__, so that it answers while the block is
-        constructed); else the PARAMETER_UPDATES listener (from serve). See control.py."""
-        try:
-            from ..control import api as control
-        except ImportError:  # pragma: no cover - control extras missing
-            log.warning("control API unavailable: install starlette and uvicorn")
-            return
-        start = control.start_api if api else control.start_listener
-        self._services.extend(start(self))
+        constructed; stores the bound port); else the PARAMETER_UPDATES listener (from serve).
+        Both see this runtime through ``self.control`` (see control/api.py)."""
+        if api:
+            self.control_port, closers = start_api(self.control)
+        else:
+            closers = start_listener(self.control)
+        self._services.extend(closers)
 
     def _shutdown(self) -> None:
         t0 = time.monotonic()
@@ -280,46 +277,6 @@ class Runtime:
         if muxer is not None and hasattr(muxer, "open_groups"):
             m.set_muxer_open_groups(muxer.open_groups)
         m.set_oldest_age_s(_age_s(backlog.oldest()))
-
-    # -- control-plane operations (HTTP and PARAMETER_UPDATES share them) -------------------
-    def apply_parameters(self, update: dict[str, Any]) -> tuple[bool, Any]:
-        """Validate with on_update first; only on success change block_init_parameters.
-
-        Raises UpdateResultError, changing nothing, when on_update accepts the update with a
-        value that is not JSON (it could not be sent back as ``updated_parameters``).
-        """
-        on_update = getattr(self.block, "on_update", None)
-        with self._param_lock:
-            if on_update is None:
-                ok, value = True, update
-            else:
-                try:
-                    ok, value = on_update(update)
-                except Exception as exc:
-                    log.exception("on_update raised")
-                    return False, f"on_update raised {exc!r}"
-            if ok:
-                try:
-                    _json.dumps_bytes(value)
-                except (TypeError, ValueError) as exc:
-                    msg = f"on_update returned a value that is not JSON ({exc}); nothing changed"
-                    log.error("parameter update %s: %s", sorted(update), msg)
-                    raise UpdateResultError(msg) from None
-                changed = value if isinstance(value, dict) else update
-                self.context.block_init_parameters.update(changed)
-            return bool(ok), value
-
-    def health(self) -> Any:
-        """The block's health() (default: healthy)."""
-        health = getattr(self.block, "health", None)
-        return health() if health is not None else {"status": "healthy"}
-
-    def management(self, action: str, data: Any) -> Any:
-        """The block's management(action, data)."""
-        management = getattr(self.block, "management", None)
-        if management is None:
-            return {"message": f"block defines no management(); action {action!r} ignored"}
-        return management(action, data)
 
 
 def _age_s(raw: bytes | None) -> float:

@@ -1,21 +1,19 @@
-"""AIOSMetrics, RuntimeMetrics, the snapshot, the Redis exporter and the HTTP exposition."""
+"""AIOSMetrics, RuntimeMetrics, the snapshot and the HTTP exposition (the NODE_METRICS
+exporter: tests/unit/control/test_exporter.py)."""
 
 from __future__ import annotations
 
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import redis
 from prometheus_client import REGISTRY, CollectorRegistry
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from aios_instance import Block, _json
-from aios_instance.control.exporter import NODE_METRICS_MAX_LEN, MetricsExporter
-from aios_instance.embedded import EmbeddedRedis, free_port
+from aios_instance.embedded import EmbeddedRedis
 from aios_instance.metrics import AIOSMetrics, UnknownMetricError, flatten, sample_key
 from aios_instance.runtime.instruments import FAILURE_REASONS, PHASES, RuntimeMetrics
 from aios_instance.settings import Settings
@@ -27,21 +25,6 @@ pytestmark = pytest.mark.timeout(30)
 @pytest.fixture
 def metrics() -> AIOSMetrics:
     return AIOSMetrics(block_id="blk", instance_id="inst-1")
-
-
-def quick_client(url: str) -> Callable[[], redis.Redis]:
-    """A factory for clients that fail fast (no retries) so dead-Redis tests stay short."""
-
-    def make() -> redis.Redis:
-        return redis.Redis.from_url(
-            url,
-            protocol=2,
-            socket_connect_timeout=1.0,
-            socket_timeout=2.0,
-            retry=Retry(NoBackoff(), 0),
-        )
-
-    return make
 
 
 # -- registration and updates ---------------------------------------------------------------
@@ -234,9 +217,8 @@ def test_snapshot_shape_and_flattening(metrics: AIOSMetrics) -> None:
     metrics.observe_histogram("lat_seconds", 0.3, labels={"step": "infer"})
     before = time.time()
     snap = metrics.snapshot(node_id="node-a", hardware={"gpus": []})
-    assert set(snap) == {
-        "blockId", "instanceId", "nodeId", "type", "timestamp", "metrics", "hardware"
-    }  # fmt: skip
+    fields = {"blockId", "instanceId", "nodeId", "type", "timestamp", "metrics", "hardware"}
+    assert set(snap) == fields
     assert (snap["blockId"], snap["instanceId"], snap["nodeId"]) == ("blk", "inst-1", "node-a")
     assert snap["type"] == "instance"
     assert before <= snap["timestamp"] <= time.time()
@@ -320,94 +302,7 @@ def test_runtime_metrics_reject_unknown_label_values(metrics: AIOSMetrics) -> No
     RuntimeMetrics(metrics)  # a second instance re-uses the same metrics
 
 
-# -- the Redis exporter ---------------------------------------------------------------------
-
-
-@pytest.fixture
-def exporter_factory() -> Iterator[Callable[..., MetricsExporter]]:
-    made: list[MetricsExporter] = []
-
-    def make(*args: object, **kwargs: object) -> MetricsExporter:
-        exporter = MetricsExporter(*args, **kwargs)  # type: ignore[arg-type]
-        made.append(exporter)
-        return exporter
-
-    yield make
-    for exporter in made:
-        exporter.stop(5.0)
-
-
-def test_exporter_pushes_json_snapshots(
-    metrics: AIOSMetrics,
-    redis_server: EmbeddedRedis,
-    redis_client: redis.Redis,
-    exporter_factory: Callable[..., MetricsExporter],
-) -> None:
-    metrics.register_counter("images_processed_total", "Images")
-    metrics.increment_counter("images_processed_total", 2)
-    exporter = exporter_factory(
-        metrics,
-        quick_client(redis_server.url),
-        interval_s=0.05,
-        node_id="node-a",
-        hardware=lambda: {"cpu_percent": 1.0, "gpus": []},
-    ).start()
-    assert eventually(lambda: redis_client.llen("NODE_METRICS") >= 2)
-    exporter.stop(5.0)
-    assert not exporter.alive
-    newest = _json.loads(redis_client.lindex("NODE_METRICS", 0) or b"")  # LPUSH: newest at the left
-    assert newest["type"] == "instance"
-    assert (newest["blockId"], newest["instanceId"], newest["nodeId"]) == (
-        "blk",
-        "inst-1",
-        "node-a",
-    )
-    assert newest["metrics"]["images_processed_total"] == 2.0
-    assert newest["hardware"] == {"cpu_percent": 1.0, "gpus": []}
-    assert exporter.pushes >= 2 and exporter.failures == 0
-
-
-def test_exporter_stop_wakes_immediately(
-    metrics: AIOSMetrics,
-    redis_server: EmbeddedRedis,
-    exporter_factory: Callable[..., MetricsExporter],
-) -> None:
-    exporter = exporter_factory(metrics, quick_client(redis_server.url), interval_s=3600).start()
-    started = time.monotonic()
-    exporter.stop(5.0)
-    assert not exporter.alive
-    assert time.monotonic() - started < 2.0
-
-
-def test_push_once_with_max_len_and_default_hardware(
-    metrics: AIOSMetrics, redis_server: EmbeddedRedis, redis_client: redis.Redis
-) -> None:
-    exporter = MetricsExporter(metrics, quick_client(redis_server.url), queue="M", max_len=2)
-    try:
-        assert all(exporter.push_once() for _ in range(4))
-    finally:
-        exporter.stop()
-    assert redis_client.llen("M") == 2
-    snap = _json.loads(redis_client.lindex("M", 0) or b"")
-    assert "cpu_count" in snap["hardware"] and snap["hardware"]["gpus"] == []
-
-
-def test_the_list_is_bounded_by_default(
-    metrics: AIOSMetrics, redis_server: EmbeddedRedis, redis_client: redis.Redis
-) -> None:
-    redis_client.rpush("NODE_METRICS", *[b"old"] * NODE_METRICS_MAX_LEN)
-    exporter = MetricsExporter(metrics, quick_client(redis_server.url), hardware=dict)
-    try:
-        assert exporter.max_len == NODE_METRICS_MAX_LEN == 1000
-        assert exporter.push_once() and exporter.push_once()
-    finally:
-        exporter.stop()
-    assert redis_client.llen("NODE_METRICS") == NODE_METRICS_MAX_LEN
-    newest = redis_client.lrange("NODE_METRICS", 0, 1)
-    assert all(_json.loads(item)["type"] == "instance" for item in newest)
-    assert redis_client.lindex("NODE_METRICS", -1) == b"old"  # the oldest were trimmed
-    with pytest.raises(ValueError, match="max_len"):
-        MetricsExporter(metrics, quick_client(redis_server.url), max_len=0)
+# -- the runtime's snapshots --------------------------------------------------------------
 
 
 def test_snapshot_node_id_falls_back_to_the_metrics_node_id() -> None:
@@ -443,10 +338,16 @@ def test_runtime_snapshots_name_the_node(
 ) -> None:
     server = redis_factory()  # NODE_METRICS is one list per Redis
     settings = Settings(
-        block_id="snap", redis_url_override=server.url, mgmt_port=0, metrics_port=0,
-        metrics_redis_host=server.url, metrics_interval_s=0.05, idle_wait_s=0.2,
-        node_id=node_id, allocation_info=allocation,
-    )  # fmt: skip
+        block_id="snap",
+        redis_url_override=server.url,
+        mgmt_port=0,
+        metrics_port=0,
+        metrics_redis_host=server.url,
+        metrics_interval_s=0.05,
+        idle_wait_s=0.2,
+        node_id=node_id,
+        allocation_info=allocation,
+    )
     runtime = Block(_Idle, settings).start()
     client = redis.Redis.from_url(server.url, protocol=2)
     try:
@@ -457,47 +358,6 @@ def test_runtime_snapshots_name_the_node(
         runtime.stop()
         assert runtime.wait(10)
     assert (snap["blockId"], snap["nodeId"]) == ("snap", expected)
-
-
-def test_exporter_survives_a_dead_redis_and_recovers(
-    metrics: AIOSMetrics, exporter_factory: Callable[..., MetricsExporter]
-) -> None:
-    server = EmbeddedRedis(port=free_port())  # nothing listens on this port yet
-    made: list[int] = []
-    base = quick_client(server.url)
-
-    def factory() -> redis.Redis:
-        made.append(1)
-        return base()
-
-    exporter = exporter_factory(metrics, factory, interval_s=0.02, hardware=dict).start()
-    assert eventually(lambda: exporter.failures >= 3)
-    assert exporter.alive and exporter.pushes == 0
-    assert len(made) >= 3  # the client is made anew after each connection error
-    with server:  # Redis comes up on that port: the same exporter starts delivering
-        assert eventually(lambda: exporter.pushes >= 1)
-        client = redis.Redis.from_url(server.url, protocol=2)
-        try:
-            assert client.llen("NODE_METRICS") >= 1
-        finally:
-            client.close()
-        exporter.stop(5.0)
-
-
-def test_exporter_survives_a_failing_factory_and_hardware(
-    metrics: AIOSMetrics, exporter_factory: Callable[..., MetricsExporter]
-) -> None:
-    def broken_factory() -> redis.Redis:
-        raise RuntimeError("no client for you")
-
-    def broken_hardware() -> dict[str, object]:
-        raise OSError("no /proc")
-
-    exporter = exporter_factory(metrics, broken_factory, interval_s=0.02, hardware=broken_hardware)
-    assert exporter.push_once() is False
-    exporter.start()
-    assert eventually(lambda: exporter.failures >= 3)
-    assert exporter.alive
 
 
 # -- HTTP exposition ------------------------------------------------------------------------

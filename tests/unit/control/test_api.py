@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 import json
-import socket
-import statistics
 import threading
-import time
-import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -19,127 +14,22 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from aios_instance import Block, OnDataResult, PreProcessResult, keys
+from aios_instance import Block, OnDataResult, keys
 from aios_instance.blockdata import BlockData
 from aios_instance.control import api as control_module
-from aios_instance.control.api import MAX_BODY_BYTES, ControlServer, build_app
+from aios_instance.control.api import MAX_BODY_BYTES
 from aios_instance.embedded import EmbeddedRedis, free_port
-from aios_instance.errors import ConfigError
 from aios_instance.packet import make_packet
 from aios_instance.runtime.block import Runtime
-from aios_instance.settings import Settings
 from tests.support import eventually
-
-
-def control_settings(server: EmbeddedRedis, **overrides: Any) -> Settings:
-    """Settings for a runtime on ``server`` with its control API on a free loopback port."""
-    block_id = overrides.pop("block_id", f"ctl-{uuid.uuid4().hex[:8]}")
-    values: dict[str, Any] = {
-        "block_id": block_id, "redis_url_override": server.url, "mgmt_port": free_port(),
-        "metrics_port": 0, "control_bind": "127.0.0.1", "lease_ttl_s": 5.0,
-        "idle_wait_s": 0.2, "default_output": f"{block_id}_out",
-    }  # fmt: skip
-    return Settings(**{**values, **overrides})
-
-
-def is_ready(base: str) -> bool:
-    try:
-        return httpx.get(base + "/ready", timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
-
-
-@contextmanager
-def running(
-    block_class: type[Any],
-    server: EmbeddedRedis,
-    block_data: BlockData | None = None,
-    **overrides: Any,
-) -> Iterator[tuple[Runtime, str]]:
-    """A runtime serving ``block_class`` in-process; yielded once /ready says 200."""
-    s = control_settings(server, **overrides)
-    runtime = Block(block_class, s, block_data=block_data).start()
-    base = f"http://127.0.0.1:{s.mgmt_port}"
-
-    def up() -> bool:
-        assert runtime.thread is not None and runtime.thread.is_alive(), "runtime died"
-        return is_ready(base)
-
-    try:
-        eventually(up, what="the control API to be ready")
-        yield runtime, base
-    finally:
-        runtime.stop()
-        assert runtime.wait(10)
-
-
-class ControlBlock:
-    """Threshold block with switchable health(), management actions and labelled metrics."""
-
-    def __init__(self, context: Any) -> None:
-        self.context = context
-        self.threshold = context.block_init_parameters.get("threshold", 0.5)
-        self.health_mode = "ok"
-        self.health_calls = 0
-        self.release = threading.Event()
-        self.mgmt_release = threading.Event()
-        self.mgmt_waiting = 0
-        self.lock = threading.Lock()
-        m = context.metrics
-        m.register_counter("jobs_total", "Jobs handled, by kind", ["kind"])
-        m.register_gauge("last_value", "Last value seen, by kind", ["kind"])
-        m.register_histogram("value_seen", "Values seen, by kind", ["kind"], buckets=[0.5, 1.0])
-
-    def on_preprocess(self, packet: Any) -> Any:
-        return True, [PreProcessResult(packet=packet, extra_data=json.loads(packet.data))]
-
-    def on_data(self, entry: Any) -> Any:
-        kind, value = entry.extra_data["kind"], entry.extra_data["value"]
-        m = self.context.metrics
-        m.increment_counter("jobs_total", labels={"kind": kind})
-        m.set_gauge("last_value", value, labels={"kind": kind})
-        m.observe_histogram("value_seen", value, labels={"kind": kind})
-        return True, OnDataResult(output={"kind": kind, "passed": value > self.threshold})
-
-    def on_update(self, updated: dict[str, Any]) -> tuple[bool, Any]:
-        if updated.get("explode"):
-            raise RuntimeError("on_update exploded")
-        if updated.get("opaque") == "dict":
-            return True, {"model": object()}  # accepted, but no JSON can carry it back
-        if updated.get("opaque") == "bare":
-            return True, object()
-        if "threshold" in updated:
-            t = updated["threshold"]
-            if isinstance(t, bool) or not isinstance(t, (int, float)):
-                return False, "threshold must be a number"
-            self.threshold = t
-        return True, updated
-
-    def health(self) -> Any:
-        self.health_calls += 1
-        if self.health_mode == "raise":
-            raise RuntimeError("feeling sick")
-        if self.health_mode == "object":
-            return {"model": object()}
-        if self.health_mode == "slow":
-            self.release.wait(10)
-        return {"status": "healthy", "threshold": self.threshold}
-
-    def management(self, action: str, data: Any) -> Any:
-        if action == "echo":
-            return {"action": action, "data": data}
-        if action == "fail":
-            raise ValueError("cannot do that")
-        if action == "get_threshold":
-            return {"threshold": self.threshold}
-        if action == "wait":  # a slow callback: blocks until the test releases it
-            with self.lock:
-                self.mgmt_waiting += 1
-            released = self.mgmt_release.wait(30)
-            with self.lock:
-                self.mgmt_waiting -= 1
-            return {"released": released}
-        return {"message": f"Unknown action: {action}"}
+from tests.unit.control.support import (
+    ControlBlock,
+    MgmtGate,
+    PassThrough,
+    control_settings,
+    is_ready,
+    running,
+)
 
 
 @pytest.fixture(scope="module")
@@ -206,29 +96,17 @@ def test_ready_follows_the_lease_when_redis_goes_away_and_comes_back(
     server = redis_factory()
     with running(ControlBlock, server, lease_ttl_s=1.0) as (_, base):
         server.stop()
-        stopped = time.monotonic()
 
         def unready() -> Any:
             r = httpx.get(base + "/ready", timeout=2)
             return r if r.status_code == 503 else None
 
         r = eventually(unready, what="/ready to notice the lapsed lease")
-        # the lease was last renewed at most TTL/3 before the stop; it lapses TTL after that
-        assert time.monotonic() - stopped < 2.5
         assert r.json()["success"] is False
         assert r.json()["message"].startswith("Redis unreachable: the lease was last renewed")
         assert httpx.get(base + "/live", timeout=2).status_code == 200
         server.start()
         eventually(lambda: is_ready(base), what="/ready after Redis came back")
-
-
-def test_port_in_use_is_a_config_error(served: tuple[Runtime, str]) -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        with pytest.raises(ConfigError, match=f"cannot bind the control API to 127.0.0.1:{port}"):
-            ControlServer(build_app(served[0]), "127.0.0.1", port)
 
 
 def test_set_parameters_reaches_on_update(
@@ -292,31 +170,7 @@ def samples_of(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float
     }
 
 
-class MgmtGate:
-    """N concurrent ``/mgmt wait`` calls from threads; collects (status, body) of each."""
-
-    def __init__(self, base: str, n: int) -> None:
-        self.results: list[tuple[int, Any]] = []
-        self._lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._call, args=(base,)) for _ in range(n)]
-        for t in self.threads:
-            t.start()
-
-    def _call(self, base: str) -> None:
-        r = httpx.post(base + "/mgmt", json={"mgmt_action": "wait"}, timeout=30)
-        with self._lock:
-            self.results.append((r.status_code, r.json()))
-
-    def done(self) -> int:
-        with self._lock:
-            return len(self.results)
-
-    def join(self) -> None:
-        for t in self.threads:
-            t.join(30)
-
-
-def test_probes_stay_fast_while_slow_callbacks_pile_up(
+def test_probes_answer_while_slow_callbacks_pile_up(
     client: httpx.Client, served: tuple[Runtime, str], block: ControlBlock
 ) -> None:
     threads = control_module.CALLBACK_THREADS
@@ -324,49 +178,37 @@ def test_probes_stay_fast_while_slow_callbacks_pile_up(
     n = 60
     block.mgmt_release.clear()
     gate = MgmtGate(served[1], n)
-    worst: dict[str, float] = {}
     try:
         eventually(lambda: block.mgmt_waiting == threads, what="every callback thread to be busy")
         eventually(lambda: gate.done() == n - admitted, what="the overflow to be turned away")
         assert all(status == 503 for status, _ in gate.results)
         assert gate.results[0][1]["message"].startswith(f"busy: {admitted} parameter/management")
         for path in ("/live", "/ready", "/health", "/metrics"):
-            for _ in range(5):
-                t0 = time.perf_counter()
-                r = client.get(path)
-                worst[path] = max(worst.get(path, 0.0), time.perf_counter() - t0)
-                assert r.status_code == 200, (path, r.text)
+            r = client.get(path)
+            assert r.status_code == 200, (path, r.text)
         r = client.post("/setParameters", json={"threshold": 0.5})  # shares the full pool
         assert r.status_code == 503 and r.headers["retry-after"] == "1"
         assert block.mgmt_waiting == threads  # still all in flight while we probed
     finally:
         block.mgmt_release.set()
         gate.join()
-    print(f"\nworst probe latency with {n} slow /mgmt calls in flight: "
-          + ", ".join(f"{p} {t * 1e3:.1f} ms" for p, t in worst.items()))  # fmt: skip
-    assert max(worst.values()) < 0.5, worst
     statuses = sorted(status for status, _ in gate.results)
     assert statuses == [200] * admitted + [503] * (n - admitted)
     released = {"success": True, "data": {"released": True}}
     assert all(body == released for status, body in gate.results if status == 200)
 
 
-class SlowStart:
+class SlowStart(PassThrough):
     """A block whose constructor waits for the test (a model that takes a while to load)."""
 
     entered = threading.Event()
     proceed = threading.Event()
 
     def __init__(self, context: Any) -> None:
+        super().__init__(context)
         SlowStart.entered.set()
         if not SlowStart.proceed.wait(30):
             raise RuntimeError("the test never let the constructor finish")
-
-    def on_preprocess(self, packet: Any) -> Any:
-        return True, [PreProcessResult(packet=packet, extra_data={})]
-
-    def on_data(self, entry: Any) -> Any:
-        return True, OnDataResult(output={})
 
     def health(self) -> Any:
         return {"status": "loaded"}
@@ -421,14 +263,8 @@ def test_a_failing_constructor_closes_the_control_api(redis_server: EmbeddedRedi
         httpx.get(f"http://127.0.0.1:{s.mgmt_port}/live", timeout=2)
 
 
-class PushingBlock:
+class PushingBlock(PassThrough):
     """Pushes every job to the sidecar ``audit`` and emits an event."""
-
-    def __init__(self, context: Any) -> None:
-        self.context = context
-
-    def on_preprocess(self, packet: Any) -> Any:
-        return True, [PreProcessResult(packet=packet, extra_data={})]
 
     def on_data(self, entry: Any) -> Any:
         self.context.side_cars.push_to_sidecar("audit", entry.packet)
@@ -467,9 +303,9 @@ def test_sidecar_and_event_push_failures_are_counted_in_metrics(
         ("/mgmt", {"mgmt_data": 1}, "mgmt_action is required"),
         ("/mgmt", {"mgmt_action": 5}, "must be a non-empty string"),
         ("/mgmt", {"mgmt_action": ""}, "must be a non-empty string"),
-        ("/mgmt", [1, 2], "got array"),
-        ("/setParameters", [1, 2], "got array"),
-        ("/setParameters", "threshold", "got string"),
+        ("/mgmt", [1, 2], "got an array"),
+        ("/setParameters", [1, 2], "got an array"),
+        ("/setParameters", "threshold", "got a string"),
         ("/setParameters", None, "got null"),
     ],
 )
@@ -564,52 +400,41 @@ def test_user_metrics_with_labels(
     assert samples[("aios_packets_out_total", ())] >= len(jobs)
 
 
-def test_slow_health_is_503_and_other_probes_stay_fast(
+def test_slow_health_is_503_and_other_probes_do_not_wait_for_it(
     client: httpx.Client, block: ControlBlock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(control_module, "HEALTH_TIMEOUT_S", 1.0)
-    block.health_mode = "slow"  # health() blocks up to 10 s
+    block.health_mode = "slow"  # health() blocks until released (10 s at most)
     block.release.clear()
     calls_before = block.health_calls
-    results: list[tuple[int, float]] = []
+    answered: list[tuple[int, int]] = []  # (status, health() calls still running then)
 
     def probe() -> None:
-        t0 = time.monotonic()
         r = httpx.get(str(client.base_url) + "/health", timeout=10)
-        results.append((r.status_code, time.monotonic() - t0))
+        answered.append((r.status_code, block.health_running))
         assert r.json() == {"success": False, "message": "health() did not answer within 1s"}
 
     threads = [threading.Thread(target=probe) for _ in range(3)]
     for t in threads:
         t.start()
-    eventually(lambda: block.health_calls > calls_before, what="health() to be called")
-    for _ in range(5):  # while health() hangs, liveness and the rest answer at once
-        t0 = time.monotonic()
+    eventually(lambda: block.health_running == 1, what="health() to be called")
+    for _ in range(5):  # while health() hangs, liveness and the rest answer
         assert client.get("/live").status_code == 200
         assert client.get("/ready").status_code == 200
         assert client.post("/mgmt", json={"mgmt_action": "get_threshold"}).status_code == 200
-        assert time.monotonic() - t0 < 0.5
+    assert block.health_running == 1, "the probes waited for health() to return"
     for t in threads:
         t.join(10)
-    assert [status for status, _ in results] == [503, 503, 503]
-    assert all(0.9 < elapsed < 3.0 for _, elapsed in results), results
+    # each probe was answered by the timeout while health() still ran, not by its return
+    assert answered == [(503, 1)] * 3
     assert block.health_calls == calls_before + 1  # concurrent probes shared one call
     block.release.set()
     block.health_mode = "ok"
     eventually(lambda: client.get("/health").status_code == 200, what="health to recover")
 
 
-class FuzzBlock:
+class FuzzBlock(PassThrough):
     """Accepts every update; management answers every action."""
-
-    def __init__(self, context: Any) -> None:
-        self.context = context
-
-    def on_preprocess(self, packet: Any) -> Any:
-        return True, [PreProcessResult(packet=packet, extra_data={})]
-
-    def on_data(self, entry: Any) -> Any:
-        return True, OnDataResult(output={})
 
     def on_update(self, updated: dict[str, Any]) -> tuple[bool, Any]:
         return True, updated
@@ -635,8 +460,12 @@ bodies = st.one_of(
 def test_fuzz_bodies_never_500(redis_server: EmbeddedRedis) -> None:
     with running(FuzzBlock, redis_server) as (_, base), httpx.Client(base_url=base) as c:
 
-        @settings(max_examples=100, deadline=None, database=None,
-                  suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
+        @settings(
+            max_examples=100,
+            deadline=None,
+            database=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        )
         @given(path=st.sampled_from(["/setParameters", "/mgmt"]), body=bodies)
         def check(path: str, body: bytes) -> None:
             r = c.post(path, content=body)
@@ -644,70 +473,3 @@ def test_fuzz_bodies_never_500(redis_server: EmbeddedRedis) -> None:
             assert isinstance(r.json()["success"], bool)
 
         check()
-
-
-class BusyBlock:
-    """Burns 1 ms of CPU per job (holding the GIL like real Python inference code)."""
-
-    def __init__(self, context: Any) -> None:
-        self.context = context
-
-    def on_preprocess(self, packet: Any) -> Any:
-        return True, [PreProcessResult(packet=packet, extra_data={})]
-
-    def on_data(self, entry: Any) -> Any:
-        end = time.perf_counter() + 0.001
-        while time.perf_counter() < end:
-            pass
-        return True, OnDataResult(output={"done": True})
-
-    def health(self) -> Any:
-        return {"status": "healthy"}
-
-
-def measure(client: httpx.Client, duration_s: float) -> list[float]:
-    """Back-to-back GET /health for duration_s; the latencies in seconds."""
-    latencies: list[float] = []
-    end = time.monotonic() + duration_s
-    while time.monotonic() < end:
-        t0 = time.perf_counter()
-        assert client.get("/health").status_code == 200
-        latencies.append(time.perf_counter() - t0)
-    return latencies
-
-
-def summary(latencies: list[float]) -> str:
-    q = statistics.quantiles(latencies, n=100)
-    return (
-        f"p50 {q[49] * 1e3:.1f} ms, p99 {q[98] * 1e3:.1f} ms, max {max(latencies) * 1e3:.1f} ms"
-        f" ({len(latencies)} requests)"
-    )
-
-
-def test_health_latency_while_saturated(redis_server: EmbeddedRedis) -> None:
-    block_id = f"busy-{uuid.uuid4().hex[:8]}"
-    out = f"{block_id}_out"
-    r = redis.Redis.from_url(redis_server.url, protocol=2)
-    raw = make_packet({"x": 1}).SerializeToString()
-    try:
-        with (
-            running(BusyBlock, redis_server, block_id=block_id) as (_, base),
-            httpx.Client(base_url=base, timeout=10) as c,
-        ):
-            idle = measure(c, 1.0)
-            with r.pipeline(transaction=False) as pipe:
-                for _ in range(20):
-                    pipe.lpush(keys.inputs(block_id), *([raw] * 1000))
-                pipe.execute()
-            eventually(lambda: r.llen(out) > 0, what="the pipeline to start")
-            done_before, t0 = r.llen(out), time.monotonic()
-            loaded = measure(c, 3.0)
-            rate = (r.llen(out) - done_before) / (time.monotonic() - t0)
-        assert r.llen(keys.inputs(block_id)) > 0, "the queue drained: not saturated"
-    finally:
-        r.delete(keys.inputs(block_id), out)
-        r.close()
-    print(f"\n/health idle: {summary(idle)}")
-    print(f"/health with 20k queued 1 ms jobs: {summary(loaded)}; pipeline {rate:.0f} jobs/s")
-    assert rate > 100  # the pipeline kept working while probed
-    assert max(loaded) < 1.0

@@ -1,4 +1,5 @@
-"""The PARAMETER_UPDATES listener, against a real runtime on a private redis-server per test."""
+"""The PARAMETER_UPDATES listener, against a real runtime on a private redis-server per test
+(the block: ``ControlBlock``, which records its on_update calls)."""
 
 from __future__ import annotations
 
@@ -13,44 +14,15 @@ import httpx
 import pytest
 import redis
 
-from aios_instance import Block, OnDataResult, PreProcessResult, keys
+from aios_instance import Block, keys
 from aios_instance.embedded import EmbeddedRedis, free_port
 from aios_instance.runtime.block import Runtime
 from aios_instance.runtime.deadletter import record_packets
 from aios_instance.settings import Settings
 from tests.support import eventually
+from tests.unit.control.support import ControlBlock
 
 QUEUE = keys.PARAMETER_UPDATES
-
-
-class ParamBlock:
-    """Records every on_update call; refuses non-numeric thresholds; raises on 'explode'."""
-
-    def __init__(self, context: Any) -> None:
-        self.context = context
-        self.threshold = context.block_init_parameters.get("threshold", 0.5)
-        self.calls: list[dict[str, Any]] = []
-        self.lock = threading.Lock()
-
-    def on_preprocess(self, packet: Any) -> Any:
-        return True, [PreProcessResult(packet=packet, extra_data={})]
-
-    def on_data(self, entry: Any) -> Any:
-        return True, OnDataResult(output={"threshold": self.threshold})
-
-    def on_update(self, updated: dict[str, Any]) -> tuple[bool, Any]:
-        with self.lock:
-            self.calls.append(dict(updated))
-        if updated.get("explode"):
-            raise RuntimeError("on_update exploded")
-        if updated.get("opaque"):
-            return True, {"model": object()}  # accepted, but not JSON
-        if "threshold" in updated:
-            t = updated["threshold"]
-            if isinstance(t, bool) or not isinstance(t, (int, float)):
-                return False, "threshold must be a number"
-            self.threshold = t
-        return True, updated
 
 
 @pytest.fixture
@@ -69,10 +41,15 @@ def client(server: EmbeddedRedis) -> Iterator[redis.Redis]:
 @contextmanager
 def running(server: EmbeddedRedis, *, http: bool = False) -> Iterator[Runtime]:
     s = Settings(
-        block_id="params", redis_url_override=server.url, mgmt_port=free_port() if http else 0,
-        metrics_port=0, control_bind="127.0.0.1", lease_ttl_s=5.0, idle_wait_s=0.2,
-    )  # fmt: skip
-    runtime = Block(ParamBlock, s).start()
+        block_id="params",
+        redis_url_override=server.url,
+        mgmt_port=free_port() if http else 0,
+        metrics_port=0,
+        control_bind="127.0.0.1",
+        lease_ttl_s=5.0,
+        idle_wait_s=0.2,
+    )
+    runtime = Block(ControlBlock, s).start()
     try:
         eventually(listening, what="the PARAMETER_UPDATES listener")
         yield runtime
@@ -88,7 +65,7 @@ def listening() -> bool:
 
 def calls(runtime: Runtime) -> list[dict[str, Any]]:
     block = runtime.block
-    assert isinstance(block, ParamBlock)
+    assert isinstance(block, ControlBlock)
     with block.lock:
         return list(block.calls)
 
@@ -154,8 +131,8 @@ def test_refused_and_raising_updates_change_nothing(
     [
         (b"{not json", "not valid JSON"),
         (b"\xff\xfe", "not valid JSON"),
-        (b"[1, 2]", "must be a JSON object, got list"),
-        (b'"threshold"', "must be a JSON object, got str"),
+        (b"[1, 2]", "must be a JSON object, got an array"),
+        (b'"threshold"', "must be a JSON object, got a string"),
     ],
 )
 def test_bad_items_are_dead_lettered_and_the_listener_goes_on(
@@ -197,7 +174,7 @@ def test_an_accepted_update_with_a_non_json_value_is_dead_lettered(
     server: EmbeddedRedis, client: redis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="aios_instance")
-    raw = json.dumps({"opaque": True, "threshold": 0.1}).encode()
+    raw = json.dumps({"opaque": "dict", "threshold": 0.1}).encode()
     with running(server) as runtime:
         client.lpush(QUEUE, raw)
         client.lpush(QUEUE, json.dumps({"threshold": 0.9}))
