@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+from types import ModuleType
 
 import pytest
 
@@ -66,11 +68,51 @@ def test_overrides_win_and_are_marked_configured() -> None:
     assert t.redis_configured and t.redis_url == "redis://x:2/0"
 
 
-def test_settings_page_is_current() -> None:
+def generator() -> ModuleType:
     spec = importlib.util.spec_from_file_location("gen", ROOT / "scripts" / "gen_settings_doc.py")
     assert spec and spec.loader
     gen = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gen)
-    page = (ROOT / "docs" / "settings.md").read_text()
-    assert gen.render(page) == page, "run scripts/gen_settings_doc.py"
-    assert all(f"`{v.env}`" in page for v in VARIABLES)
+    return gen
+
+
+def test_settings_page_is_current() -> None:
+    page = (ROOT / "docs" / "settings.md").read_text(encoding="utf-8")
+    assert generator().render(page) == page, "run python scripts/gen_settings_doc.py"
+    assert all(f"| `{v.env}` |" in page for v in VARIABLES)
+
+
+def test_the_table_is_the_settings_fields() -> None:
+    """Every field but ``configured`` is a row, with the field's own default."""
+    by_field = {v.field: v for v in VARIABLES}
+    own = [f for f in dataclasses.fields(Settings) if f.name != "configured"]
+    assert [f.name for f in own] == list(by_field)
+    assert all(by_field[f.name].default == f.default for f in own)
+    assert len({v.env for v in VARIABLES}) == len(VARIABLES)
+    assert all(v.doc.endswith(".") for v in VARIABLES)
+
+
+def test_the_generator_fills_only_the_marked_table() -> None:
+    gen = generator()
+    page = f"# Title\n\nprose\n{gen.BEGIN}\nold rows\n{gen.END}\nmore prose\n"
+    rendered = gen.render(page)
+    assert rendered.startswith("# Title\n\nprose\n") and rendered.endswith("\nmore prose\n")
+    assert "old rows" not in rendered
+    assert "| `AIOS_CLAIM_BATCH` | `64` | Packets claimed per Redis round trip. |" in rendered
+    assert "| `INSTANCE_ID` | (unset) |" in rendered
+    assert gen.render(rendered) == rendered
+
+
+@pytest.mark.parametrize("name", ["CUSTOM_INIT_DATA", "AIOS_REDIS_URL", "MGMT_PORT", "BLOCK_ID"])
+def test_empty_values_count_as_unset(name: str) -> None:
+    assert Settings.from_env({name: ""}) == Settings.from_env({})
+    assert name not in Settings.from_env({name: ""}).configured
+
+
+def test_settings_are_a_frozen_dataclass_taking_keywords() -> None:
+    s = Settings(block_id="kw", mgmt_port=0, instance_id="i")
+    assert (s.block_id, s.mgmt_port, s.claim_batch) == ("kw", 0, 64)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.block_id = "other"  # type: ignore[misc]
+    masked = Settings(redis_url_override="redis://:secret@h:1/0", instance_id="i").as_dict()
+    assert masked["redis_url_override"] == "redis://:***@h:1/0"
