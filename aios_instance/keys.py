@@ -14,6 +14,7 @@ __all__ = [
     "instances",
     "lease",
     "processing",
+    "reply",
 ]
 
 PARAMETER_UPDATES = "PARAMETER_UPDATES"  # JSON parameter updates, applied like /setParameters
@@ -51,3 +52,8 @@ def instances(block_id: str) -> str:
 def attempts(block_id: str) -> str:
     """Hash: sha1 of a requeued packet → how many times it was handed back."""
     return f"aios:{block_id}:attempts"
+
+
+def reply(token: str) -> str:
+    """A list ``aios-instance send --wait`` creates for one call's outputs (then deletes)."""
+    return f"aios:reply:{token}"
