@@ -67,6 +67,8 @@ class Hooks:
     @staticmethod
     def combine(*hooks: Hooks) -> Hooks:
         """One Hooks that calls each of ``hooks`` in order."""
+        if not hooks:
+            return Hooks()
         return hooks[0] if len(hooks) == 1 else _Combined(hooks)
 
 

@@ -37,6 +37,7 @@ class Delivery:
     sources: tuple[bytes, ...]
     pending: dict[Destination, list[bytes]] = field(default_factory=dict)
     first_failure: float = 0.0
+    attempts: int = 1  # deliveries of the input, for its dead-letter record
 
 
 @dataclass(slots=True)
@@ -112,6 +113,8 @@ class Outbox:
     def resend(self, commit: Callable[[Commit], None]) -> None:
         """Retry the parked commits in order; one that fails again (TransportError) stays
         parked with those after it."""
+        if not self._commits:
+            return
         while self._commits:
             commit(self._commits[0])
             self._commits.pop(0)
@@ -168,7 +171,7 @@ class Outbox:
             error = done[dest]
             if error is not None:
                 reason = f"{_endpoint(dest)} rejected the push to {dest.queue_name!r}: {error}"
-                records.append(self._records.undelivered(delivery.sources, reason))
+                records.append(self._undelivered(delivery, reason))
         if delivery.pending and not delivery.first_failure:
             delivery.first_failure = now
         return records
@@ -181,7 +184,15 @@ class Outbox:
             f"{self.delivery_timeout_s:g}s: {'; '.join(errors)}"
         )
         delivery.pending.clear()
-        return self._records.undelivered(delivery.sources, reason)
+        return self._undelivered(delivery, reason)
+
+    def _undelivered(self, delivery: Delivery, reason: str) -> Record:
+        return self._records.undelivered(delivery.sources, reason, delivery.attempts)
+
+    @staticmethod
+    def count(deliveries: Sequence[Delivery]) -> int:
+        """Outputs still pending in ``deliveries``."""
+        return sum(len(p) for d in deliveries for p in d.pending.values())
 
     def _refresh(self) -> None:
         """Recount parked outputs and when the next retry or expiry is due."""

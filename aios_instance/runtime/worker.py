@@ -70,7 +70,6 @@ class Worker:
         self.in_flight = 0
         self._numbers = itertools.count(1)
         self._local: dict[Destination, bool] = {}  # source.is_local, memoized
-        self._rejected: list[Record] = []  # records of rejected local pushes, not yet written
 
     @property
     def parked(self) -> int:
@@ -88,8 +87,9 @@ class Worker:
                 self.stopping.wait(1.0)
 
     def stop(self) -> None:
-        """Stop claiming (the current step finishes)."""
+        """Stop claiming (the current step finishes). Safe from a signal handler."""
         self.stopping.set()
+        self.source.stop_claiming()
 
     def step(self) -> int:
         """One claim/process/commit cycle; returns the number of packets claimed."""
@@ -141,11 +141,11 @@ class Worker:
         """Push remote outputs, then commit local outputs, dead letters and acks at once."""
         t0 = time.perf_counter()
         records += self._failures(batch, result)
-        local, remote = self._route(result)
+        local, remote, pushed = self._route(batch, result)
         held, rejected = self.outbox.send(remote, self.clock()) if remote else ([], [])
         records += rejected
         acks = _acks(batch, result, held)
-        pushed = sum(len(o.destinations) for o in result.outputs)
+        pushed -= self.outbox.count(remote) if held else 0  # parked: not pushed yet
 
         def settled(refused: Rejected) -> None:
             self.hooks.committed(batch, pushed, len(acks), time.perf_counter() - t0)
@@ -165,21 +165,27 @@ class Worker:
         ]
 
     def _route(
-        self, result: PipelineResult
-    ) -> tuple[dict[Destination, list[bytes]], list[Delivery]]:
-        """Outputs for the source's server by destination; the rest by input."""
+        self, batch: Batch, result: PipelineResult
+    ) -> tuple[dict[Destination, list[bytes]], list[Delivery], int]:
+        """Outputs for the source's server by destination; the rest by input; how many."""
         local: dict[Destination, list[bytes]] = {}
         remote: dict[tuple[bytes, ...], Delivery] = {}
+        count = 0
         for out in result.outputs:
             for dest in out.destinations:
-                if self._is_local(dest):
-                    local.setdefault(dest, []).append(out.payload)
-                    continue
-                delivery = remote.get(out.sources)
-                if delivery is None:
-                    delivery = remote[out.sources] = Delivery(out.sources)
-                delivery.pending.setdefault(dest, []).append(out.payload)
-        return local, list(remote.values())
+                count += 1
+                bucket = local.get(dest)
+                if bucket is not None:
+                    bucket.append(out.payload)
+                elif self._is_local(dest):
+                    local[dest] = [out.payload]
+                else:
+                    delivery = remote.get(out.sources)
+                    if delivery is None:
+                        attempts = _attempt_of(batch, out.sources)
+                        delivery = remote[out.sources] = Delivery(out.sources, attempts=attempts)
+                    delivery.pending.setdefault(dest, []).append(out.payload)
+        return local, list(remote.values()), count
 
     def _send(self, commit: Commit) -> None:
         """Commit on the source; park the commit when it cannot be reached (the inputs stay
@@ -198,21 +204,28 @@ class Worker:
             self.hooks.dead_lettered(batch, outcome, len(same), same[0].reason)
 
     def _reject(self, batch: Batch, result: PipelineResult, refused: Rejected) -> None:
-        """Local pushes the server refused (their inputs are acknowledged already): their
-        records go with the next commit."""
+        """Local pushes the server refused, learned once their inputs were acknowledged:
+        their records go out in a commit of their own, parked so that it is sent (first,
+        and again until it succeeds) before the next claim, and at shutdown."""
+        records = []
         for dest, error in refused.items():
             sources = [raw for o in result.outputs if dest in o.destinations for raw in o.sources]
             where = f"{dest.host}:{dest.port}/{dest.db}"
             reason = f"{where} rejected the push to {dest.queue_name!r}: {error}"
-            self._rejected.append(self.records.undelivered(sources, reason))
+            attempts = _attempt_of(batch, tuple(sources))
+            records.append(self.records.undelivered(sources, reason, attempts))
+
+        def settled(refused: Rejected) -> None:
+            self._dead_lettered(batch, records)
+
+        self.outbox.park_commit(Commit(records=[r.data for r in records], settled=settled))
 
     # -- parked work -----------------------------------------------------------------------
     def _retry_parked(self) -> None:
-        """Retry commits the source could not take, then write the records of rejected
-        pushes and finish parked deliveries that are due."""
+        """Retry commits the source could not take (in order), then finish the parked
+        deliveries that are due."""
         self.outbox.resend(self.source.commit)
         acks, records = self.outbox.retry(self.clock())
-        records, self._rejected = [*self._rejected, *records], []
         if not (acks or records):
             return
         batch = Batch(next(self._numbers))
@@ -227,7 +240,9 @@ class Worker:
     def shutdown(self, timeout_s: float) -> None:
         """Flush time-based batches, hand muxer-held inputs back, retry parked outputs."""
         deadline = time.monotonic() + timeout_s  # a budget of real time, whatever the clock
+        self.source.stop_claiming()
         try:
+            self._retry_parked()  # what waits goes first, in order
             batch = Batch(next(self._numbers))
             result = self.pipeline.drain()
             self.hooks.processed(batch, result)
@@ -235,13 +250,13 @@ class Worker:
             handed = self.pipeline.hand_back()
             if handed:
                 self.source.release(handed)
-            while time.monotonic() < deadline:
-                self._retry_parked()
-                if not self.outbox.busy:
-                    break
+            while self.outbox.busy and time.monotonic() < deadline:
                 wait = min(self.outbox.next_retry_at - self.clock(), deadline - time.monotonic())
                 time.sleep(min(max(wait, 0.0), 0.1))
+                self._retry_parked()
         except TransportError as exc:
+            # The input Redis is away: what is claimed stays in its processing list (handed
+            # back when it answers, or by the lease), so waiting would only hold the exit.
             self.hooks.source_failed(exc)
         if self.outbox.busy:
             self.hooks.unfinished(self.outbox.deliveries)
@@ -271,6 +286,13 @@ def _acks(batch: Batch, result: PipelineResult, held: Sequence[bytes]) -> list[b
         else:
             acks.append(raw)
     return acks
+
+
+def _attempt_of(batch: Batch, sources: tuple[bytes, ...]) -> int:
+    """The delivery count of the first of ``sources`` in ``batch`` (1 if not a redelivery)."""
+    if sources and any(c.attempt > 1 for c in batch.claims):
+        return next((c.attempt for c in batch.claims if c.raw == sources[0]), 1)
+    return 1
 
 
 def _screen(claims: list[Claim], max_deliveries: int) -> tuple[list[bytes], list[Claim]]:

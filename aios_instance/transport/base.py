@@ -86,6 +86,10 @@ class Source(Protocol):
     def release(self, raws: Sequence[bytes]) -> None:
         """Hand claimed, unprocessed jobs back to the front of the input, in order."""
 
+    def stop_claiming(self) -> None:
+        """No further claim will come (the caller drains); only sets a flag, so it is safe
+        to call from a signal handler."""
+
     def close(self, *, count_attempts: bool = False) -> None:
         """Hand back what is still claimed and release connections and the lease.
 

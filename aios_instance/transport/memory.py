@@ -90,6 +90,9 @@ class MemorySource:
                     self.processing.remove(raw)
                     self.inputs.appendleft(raw)
 
+    def stop_claiming(self) -> None:
+        """Nothing is claimed ahead here: nothing to do."""
+
     def crash(self) -> int:
         """Hand every claimed job back at the front as one more delivery (what another
         instance does when this one's lease lapses); how many."""

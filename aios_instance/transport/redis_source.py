@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -34,6 +33,7 @@ from ..errors import TransportError
 from ..routing import Destination
 from ._redis import ERRORS, guard, lua, rejections
 from .base import Claim, Commit, Rejected
+from .held import HeldClaims
 from .redis_lease import RedisBacklog, RedisLease
 
 __all__ = ["RedisSource"]
@@ -41,17 +41,6 @@ __all__ = ["RedisSource"]
 log = logging.getLogger(__name__)
 
 _MIN_BLOCK_S = 0.005  # the shortest blocking wait sent to Redis (see claim)
-
-
-@dataclass(eq=False, slots=True)
-class _Held:
-    """One claim whose packets are all still held, in claim order. ``first``: it holds no
-    redelivery (a redelivery's attempt count is cleared by an acknowledgement by name);
-    ``ahead``: it was full too, so a claim made ahead may follow it."""
-
-    raws: list[bytes]
-    first: bool
-    ahead: bool
 
 
 @dataclass(eq=False, slots=True)
@@ -93,11 +82,10 @@ class RedisSource:
         self._trim = client.register_script(lua("trim"))  # sent by hand inside MULTI
         self._conn: Any = None  # the connection a commit in flight was sent on
         self._in_flight: _InFlight | None = None
-        self._held: deque[_Held] = deque()  # claims still whole, oldest first
-        self._loose = 0  # held packets of claims acknowledged in part
-        self._ahead: deque[list[Claim]] = deque()  # claimed ahead, not handed out yet
+        self._claims = HeldClaims()
         self._want = 1  # the size of the last claim asked for
         self._ack_due: list[bytes] = []  # committed, the acknowledgement not yet through
+        self._claiming = True  # False once the caller drains: nothing is claimed ahead
         self._requeue_due = False  # a reply was lost: hand everything back first
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -106,7 +94,7 @@ class RedisSource:
         (this object's own claims included: it starts afresh)."""
         self._drop_conn()  # a reply still due there is about claims handed back below
         self._in_flight = None
-        self._forget_all()
+        self._claims.clear()
         self._ack_due, self._requeue_due = [], False
         self.lease.renew()
         guard(self.client.script_load, lua("trim"))  # sent by hand in MULTI: cache it now
@@ -115,16 +103,25 @@ class RedisSource:
             log.warning("requeued %d packets left by a previous run", left)
         return left
 
+    def stop_claiming(self) -> None:
+        """No claim will follow: claim nothing ahead from now on, and hand back at the next
+        commit what was claimed ahead. Only sets a flag (safe from a signal handler)."""
+        self._claiming = False
+
     def close(self, *, count_attempts: bool = False) -> None:
         """Give up the lease; whatever is still claimed is handed back first (a batch
         claimed ahead, never seen by the block, without counting a delivery)."""
+        self._claiming = False
         try:
-            try:
-                self._settle()
-            finally:
-                ahead, self._ahead = self._ahead, deque()
-                self.release([c.raw for claims in ahead for c in claims])
+            self._settle()
+        except TransportError as exc:  # the requeue below hands back what it was about
+            log.warning("the last commit's outcome is unknown: %s", exc)
+        try:
+            self._flush_acks()  # committed: not to be handed back and output again
+            self._release_ahead()
             self.lease.requeue_own(count_attempt=count_attempts)
+            self._requeue_due = False
+            self._claims.clear()
             self._drop_conn()
             self.lease.release()
         except (*ERRORS, TransportError) as exc:
@@ -134,18 +131,20 @@ class RedisSource:
     def claim(self, max_count: int, timeout_s: float) -> list[Claim]:
         """Claim up to max_count packets; block up to timeout_s when the input is empty."""
         self._want = max_count
-        if self._ahead:  # claimed with the last commit: its reply is read at the next one
-            return self._ahead.popleft()
+        ahead = self._claims.take_ahead()  # claimed with a commit whose reply is not read
+        if ahead:
+            return ahead
         self._settle()
-        if self._ahead:
-            return self._ahead.popleft()
+        ahead = self._claims.take_ahead()
+        if ahead:
+            return ahead
         self._recover()
         try:
             claims = self._claim_now(max_count, timeout_s)
         except TransportError:
             self._requeue_due = True  # it may have moved packets whose reply never came
             raise
-        self._track(claims, max_count)
+        self._claims.add(claims, max_count)
         if claims and self._may_claim_ahead():
             self._send_with_claim(Commit(), [])  # the next batch, while this one runs
         return claims
@@ -174,18 +173,13 @@ class RedisSource:
         count = guard(self.client.hget, self._attempts, hashlib.sha1(raw).hexdigest())
         return [Claim(raw, 1 + int(count or 0))]
 
-    def _track(self, claims: list[Claim], asked: int) -> None:
-        if claims:
-            first = all(c.attempt == 1 for c in claims)
-            self._held.append(_Held([c.raw for c in claims], first, first and len(claims) >= asked))
-
     # -- commit ----------------------------------------------------------------------------
     def commit(self, commit: Commit) -> None:
         """Local pushes + dead letters + acknowledgements in one MULTI/EXEC round trip."""
         self._settle()
         self._recover()
         acks = commit.acks if isinstance(commit.acks, list) else list(commit.acks)
-        side = self._side_of(acks)
+        side = self._claims.side_of(acks)
         if side == "tail" and self._may_claim_ahead():
             self._send_with_claim(commit, acks)
             return
@@ -200,7 +194,7 @@ class RedisSource:
             commit.settled({})
             return
         replies = guard(pipe.execute, raise_on_error=False)
-        self._forget(acks, side)
+        self._claims.acknowledged(acks, side)
         rejected = rejections(order, replies[: len(order)], transaction=True)
         if side is not None and not self._check_trim(replies[-1], acks):
             self._ack_due.extend(acks)
@@ -218,49 +212,15 @@ class RedisSource:
             order.append(None)
         return order
 
-    def _side_of(self, acks: list[bytes]) -> str | None:
-        """Where ``acks`` lie in the processing list when they are one whole claim: 'tail'
-        (the oldest claim, nothing older held) or 'head' (the latest); else None."""
-        if not acks or not self._held:
-            return None
-        oldest, latest = self._held[0], self._held[-1]
-        if self._loose == 0 and oldest.first and acks == oldest.raws:
-            return "tail"
-        return "head" if latest.first and acks == latest.raws else None
-
     def _may_claim_ahead(self) -> bool:
-        """Whether the next claim can be sent ahead: the caller holds one claim (the one
-        it was just given, or the one this commit acknowledges), full and without a
-        redelivery, so it is keeping up and nothing else it holds must come first."""
-        handed_out = len(self._held) - len(self._ahead)
+        """Whether the next claim can be sent ahead: the caller keeps up, nothing is in
+        flight or due, and it has not said that no claim will follow."""
         return (
-            handed_out == 1
-            and self._held[0].ahead
-            and self._loose == 0
+            self._claiming
             and self._in_flight is None
             and not self._ack_due
+            and self._claims.caller_keeps_up()
         )
-
-    def _forget(self, acks: list[bytes], side: str | None) -> None:
-        """Bookkeeping after ``acks`` were acknowledged (``side``: by position)."""
-        if side == "tail":
-            self._held.popleft()
-        elif side == "head":
-            self._held.pop()
-        elif acks:
-            self._forget_named(acks)
-
-    def _forget_named(self, raws: Sequence[bytes]) -> None:
-        """Packets acknowledged or released by name: the claims they belong to are no
-        longer whole (their remaining packets count as loose)."""
-        named = set(raws)
-        matched = 0
-        for held in [h for h in self._held if not named.isdisjoint(h.raws)]:
-            self._held.remove(held)
-            hits = sum(1 for raw in held.raws if raw in named)
-            matched += hits
-            self._loose += len(held.raws) - hits
-        self._loose = max(0, self._loose - (len(raws) - matched))
 
     # -- the commit sent with the next claim -----------------------------------------------
     def _send_with_claim(self, commit: Commit, acks: list[bytes]) -> None:
@@ -286,7 +246,7 @@ class RedisSource:
         except ERRORS as exc:
             self._lost(exc)
         if acks:
-            self._held.popleft()
+            self._claims.acknowledged(acks, "tail")
         queued = len(commands) - 2
         self._in_flight = _InFlight(queued, tuple(order), acks, self._want, commit.settled)
 
@@ -308,10 +268,7 @@ class RedisSource:
             # NOSCRIPT (the server restarted): the commit took effect; the next claim loads it.
             log.info("claim script not cached on the server: %s", replies[-1])
         else:
-            claims = _claims_of(replies[-1])
-            if claims:
-                self._ahead.append(claims)
-                self._track(claims, sent.want)
+            self._claims.add(_claims_of(replies[-1]), sent.want, ahead=True)
         if sent.acked and not self._check_trim(replies[pushed], sent.acked):
             self._ack_due.extend(sent.acked)
         sent.settled(rejected)
@@ -321,24 +278,29 @@ class RedisSource:
         Nothing held can be trusted; everything claimed goes back to the input."""
         self._drop_conn()
         self._requeue_due = True
-        self._forget_all()
+        self._claims.clear()
         raise TransportError(f"commit outcome unknown: {exc}") from exc
 
-    def _forget_all(self) -> None:
-        self._held.clear()
-        self._ahead.clear()
-        self._loose = 0
-
     def _recover(self) -> None:
-        """Before a new claim or commit: finish what a failure left due."""
+        """Before a new claim or commit: finish what a failure left due. Acknowledgements
+        first: those packets were committed and must not be handed back."""
+        self._flush_acks()
         if self._requeue_due:
             count = self.lease.requeue_own(count_attempt=False)  # TransportError: still away
             self._requeue_due = False
-            self._forget_all()
+            self._claims.clear()
             log.warning("handed %d claimed packets back after a commit with no reply", count)
+        if not self._claiming:
+            self._release_ahead()
+
+    def _flush_acks(self) -> None:
         if self._ack_due:
             guard(self._ack, keys=[self.processing, self._attempts], args=self._ack_due)
             self._ack_due = []
+
+    def _release_ahead(self) -> None:
+        """Hand back the batches claimed ahead and not handed out (a drain)."""
+        self.release(self._claims.drop_ahead())
 
     def _drop_conn(self) -> None:
         conn, self._conn = self._conn, None
@@ -378,7 +340,7 @@ class RedisSource:
         if raws:
             self._settle()
             guard(self._release, keys=[self.processing, self.input], args=list(raws))
-            self._forget_named(raws)
+            self._claims.forget(raws)
 
 
 def _claims_of(reply: Any) -> list[Claim]:

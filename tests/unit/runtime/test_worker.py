@@ -522,7 +522,7 @@ def test_a_zombie_whose_list_was_requeued_strands_and_loses_nothing(
     zombie.step()
     source = zombie.source
     assert isinstance(source, RedisSource)
-    assert source._in_flight is not None and source._ahead  # a commit in flight, a batch ahead
+    assert source._in_flight is not None and source._claims._ahead  # in flight; a batch ahead
     other = RedisSource(connect(redis_server.url), BLOCK, "rescuer")
     assert other.lease.requeue("zombie", force=True, count_attempt=True) > 0
     other.client.close()
@@ -633,3 +633,61 @@ def test_a_failed_send_hands_everything_back_and_loses_nothing(
     assert len(outputs) - 300 <= 2 * 16
     assert redis_client.llen(source.processing) == 0
     assert redis_client.llen(keys.inputs(BLOCK)) == 0
+
+
+def test_a_rejected_local_push_is_recorded_even_by_a_shutdown_with_no_time(
+    make_worker: Make, redis_client: redis.Redis
+) -> None:
+    hooks = CountingHooks()
+    worker = make_worker(hooks=hooks)
+    redis_client.set("A_LOCAL", "x")
+    _send(redis_client, [0], output_ptr=_ptr(redis_client_port(redis_client), "A_LOCAL"))
+    assert worker.step() == 1  # acknowledged; the server refused the push
+    worker.stop()
+    worker.shutdown(0.0)
+    [record] = _dead(redis_client)
+    assert record["outcome"] == "delivery_error" and "WRONGTYPE" in record["reason"]
+    assert hooks.dead == Counter(delivery_error=1)
+
+
+def test_a_stopped_worker_claims_nothing_more_and_hands_back_what_was_claimed_ahead(
+    make_worker: Make, redis_client: redis.Redis
+) -> None:
+    worker = make_worker(claim_batch=4)
+    _send(redis_client, list(range(40)))
+    for _ in range(3):
+        worker.step()
+    worker.stop()
+    worker.shutdown(5.0)
+    processing = worker.source.processing  # type: ignore[attr-defined]
+    assert redis_client.llen(processing) == 0
+    out = _outputs(redis_client)
+    back = [
+        json.loads(decode_packet(r).data)["v"]
+        for r in redis_client.lrange(keys.inputs(BLOCK), 0, -1)[::-1]
+    ]
+    assert out + back == list(range(40))  # each once, in order: output or back at the front
+
+
+def test_delivery_records_carry_the_attempt_count() -> None:
+    source, sink, clock = MemorySource(BLOCK), MemorySink(), FakeClock()
+    sink.fail = True
+    default = Destination("redis", "local", 6379, "OUT", "")
+    worker = Worker(
+        Pipeline(Echo(), Router(BLOCK, (default,))),
+        source,
+        lambda dest: sink,
+        block_id=BLOCK,
+        instance_id="m1",
+        idle_wait_s=0.0,
+        delivery_timeout_s=1.0,
+        clock=clock,
+    )
+    ptr = json.dumps({"outputs": [{"host": "proxy:1", "port": 0, "block_id": "next"}]})
+    source.put(make_packet({"v": 0}, output_ptr=ptr).SerializeToString())
+    assert source.claim(1, 0) and source.crash() == 1  # a first delivery that never finished
+    worker.step()
+    clock.advance(2.0)
+    worker.step()
+    [record] = [json.loads(r) for r in source.dead]
+    assert (record["outcome"], record["attempts"]) == ("delivery_error", 2)

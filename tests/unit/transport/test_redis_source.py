@@ -283,3 +283,24 @@ def test_an_unreachable_server_raises_transport_error() -> None:
         source.claim(1, 0)
     with pytest.raises(TransportError):
         source.commit(Commit(acks=[b"x"]))
+
+
+def test_close_after_a_lost_reply_still_hands_everything_back_and_drops_the_lease(
+    redis_server: EmbeddedRedis, redis_client: redis.Redis
+) -> None:
+    items = fill(redis_client, 8)
+    source = make_source(redis_server, "victim")
+    source.start()
+    first = source.claim(2, 0)
+    second = source.claim(2, 0)
+    source.commit(Commit(acks=_raws(first)))
+    redis_client.client_pause(5000, all=False)
+    try:
+        source.commit(Commit(acks=_raws(second)))  # sent with the next claim
+        redis_client.client_kill_filter(_type="normal", skipme=True)
+    finally:
+        redis_client.client_unpause()
+    source.close()
+    assert redis_client.llen(source.processing) == 0
+    assert redis_client.exists(keys.lease(BLOCK, "victim")) == 0
+    assert sorted(redis_client.lrange(keys.inputs(BLOCK), 0, -1)) == sorted(items[2:])
