@@ -9,7 +9,6 @@
     │   └── DataDecodeError        packet.data that is not valid JSON
     ├── RoutingError               an output_ptr that cannot be turned into destinations
     ├── TransportError             a queue or downstream endpoint could not be reached
-    │   └── AckPendingError        a commit took effect but its acknowledgement did not
     ├── UpdateResultError          on_update accepted an update with a value that is not JSON
     ├── UnknownMetricError         a metric update names a metric never registered
     └── BlockTestError             BlockTester.run(..., raise_errors=True): the block failed
@@ -22,12 +21,11 @@ module that raises it (``control.params``, ``metrics``, ``testing``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 __all__ = [
     "AIOSError",
-    "AckPendingError",
     "BlockTestError",
     "ConfigError",
     "DataDecodeError",
@@ -72,24 +70,6 @@ class RoutingError(AIOSError):
 
 class TransportError(AIOSError):
     """A queue or a downstream endpoint could not be reached."""
-
-
-class AckPendingError(TransportError):
-    """A commit took effect (its pushes, its claim) but acknowledging ``raws`` did not: the
-    connection failed in between. Only the acknowledgement is to be retried. ``claims`` is
-    what the same commit claimed (held now) and ``rejected`` its rejected destinations."""
-
-    def __init__(
-        self,
-        message: str,
-        raws: tuple[bytes, ...],
-        claims: list[Any],
-        rejected: Mapping[Any, str],
-    ) -> None:
-        super().__init__(message)
-        self.raws = raws
-        self.claims = claims
-        self.rejected = rejected
 
 
 class UpdateResultError(AIOSError, ValueError):
