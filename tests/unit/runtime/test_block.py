@@ -1,0 +1,94 @@
+"""Block wiring: a runtime started in-process serves, samples its gauges after each lease
+renewal, drains on stop, and a constructor that fails leaves nothing running."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from typing import Any
+
+import pytest
+import redis
+
+from aios_instance import Block, keys
+from aios_instance.embedded import EmbeddedRedis
+from aios_instance.packet import decode_packet, make_packet
+from aios_instance.runtime.block import _age_s
+from tests.support import eventually
+from tests.unit.control.support import PassThrough, control_settings
+
+
+def test_a_started_block_serves_samples_its_gauges_and_drains_on_stop(
+    redis_server: EmbeddedRedis, redis_client: redis.Redis
+) -> None:
+    s = control_settings(redis_server, lease_ttl_s=0.6)
+    runtime = Block(PassThrough, s).start()
+    try:
+        for i in range(5):
+            packet = make_packet({"v": i}, session_id="s", seq_no=i)
+            redis_client.lpush(keys.inputs(s.block_id), packet.SerializeToString())
+        eventually(lambda: redis_client.llen(s.default_output) == 5, what="five outputs")
+        outputs = redis_client.lrange(s.default_output, 0, -1)[::-1]
+        assert [decode_packet(raw).seq_no for raw in outputs] == list(range(5))
+        assert runtime.lease.renewed_at is not None
+        sample = runtime.metrics.registry.get_sample_value
+        assert sample("aios_packets_in_total") == 5
+    finally:
+        runtime.stop()
+        assert runtime.wait(10)
+    assert redis_client.llen(keys.processing(s.block_id, s.instance_id)) == 0
+    assert redis_client.exists(keys.lease(s.block_id, s.instance_id)) == 0
+
+
+class Gated(PassThrough):
+    """Holds every job until the test opens the gate."""
+
+    gate = threading.Event()
+
+    def on_data(self, entry: Any) -> Any:
+        assert self.gate.wait(10)
+        return super().on_data(entry)
+
+
+def test_the_gauges_are_sampled_after_each_renewal(
+    redis_server: EmbeddedRedis, redis_client: redis.Redis
+) -> None:
+    s = control_settings(redis_server, lease_ttl_s=0.6)
+    runtime = Block(Gated, s).start()
+    sample = runtime.metrics.registry.get_sample_value
+    try:
+        redis_client.lpush(keys.inputs(s.block_id), make_packet({}).SerializeToString())
+        eventually(lambda: sample("aios_in_flight") == 1, what="the job in flight")
+        for _ in range(3):  # wait behind it
+            packet = make_packet({}, ts=time.time() - 60)
+            redis_client.lpush(keys.inputs(s.block_id), packet.SerializeToString())
+        eventually(lambda: sample("aios_queue_depth") == 3, what="the depth gauge")
+        assert (sample("aios_oldest_age_seconds") or 0) >= 60
+    finally:
+        Gated.gate.set()
+        runtime.stop()
+        assert runtime.wait(10)
+    assert redis_client.llen(s.default_output) == 1  # the job held: finished by the drain
+    assert redis_client.llen(keys.inputs(s.block_id)) == 3  # never claimed: left waiting
+
+
+class Broken:
+    def __init__(self, context: Any) -> None:
+        raise RuntimeError("model weights not found")
+
+
+def test_a_constructor_that_fails_closes_the_control_api(redis_server: EmbeddedRedis) -> None:
+    s = control_settings(redis_server)
+    with pytest.raises(RuntimeError, match="model weights not found"):
+        Block(Broken, s).start()
+    with socket.socket() as sock:  # the port is free again
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", s.mgmt_port))
+
+
+def test_the_age_of_a_waiting_packet_comes_from_its_ts() -> None:
+    produced = make_packet({}, ts=time.time() - 30).SerializeToString()
+    assert 29 < _age_s(produced) < 60
+    assert _age_s(make_packet({}, ts=0).SerializeToString()) == 0.0  # no ts: unknown
+    assert _age_s(b"\xff\xff") == 0.0 and _age_s(None) == 0.0

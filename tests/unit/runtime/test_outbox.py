@@ -1,0 +1,122 @@
+"""The outbox: remote pushes per endpoint, parking with backoff, expiry, rejections, and
+commits the source could not take."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from aios_instance.errors import TransportError
+from aios_instance.routing import Destination
+from aios_instance.runtime.deadletter import DeadLetters
+from aios_instance.runtime.hooks import Hooks
+from aios_instance.runtime.outbox import Delivery, Outbox
+from aios_instance.transport.base import Commit
+from aios_instance.transport.memory import MemorySink
+
+A = Destination("grpc", "a:1", 0, "next_inputs", "next")
+B = Destination("grpc", "b:1", 0, "next_inputs", "next")
+
+
+class Events(Hooks):
+    def __init__(self) -> None:
+        self.failed: list[tuple[str, int]] = []
+        self.recovered: list[str] = []
+
+    def delivery_failed(self, endpoint: str, error: Exception, parked: int) -> None:
+        self.failed.append((endpoint, parked))
+
+    def delivery_recovered(self, endpoint: str) -> None:
+        self.recovered.append(endpoint)
+
+
+def _outbox(sinks: dict[str, MemorySink], timeout_s: float = 1.0) -> tuple[Outbox, Events]:
+    events = Events()
+    outbox = Outbox(
+        lambda dest: sinks[dest.host], DeadLetters("b", "i"), events, delivery_timeout_s=timeout_s
+    )
+    return outbox, events
+
+
+def _delivery(source: bytes, dest: Destination = A, attempts: int = 1) -> Delivery:
+    return Delivery((source,), {dest: [source + b"-out"]}, attempts=attempts)
+
+
+def test_pushed_deliveries_hold_nothing_back() -> None:
+    sinks = {"a:1": MemorySink()}
+    outbox, _ = _outbox(sinks)
+    held, records = outbox.send([_delivery(b"p0"), _delivery(b"p1")], now=0.0)
+    assert (held, records) == ([], [])
+    assert sinks["a:1"].lists["next_inputs"] == [b"p0-out", b"p1-out"]
+    assert sinks["a:1"].attempts == 1  # one round trip for the endpoint
+    assert not outbox.busy
+
+
+def test_an_unreachable_endpoint_parks_backs_off_and_delivers_when_back() -> None:
+    sinks = {"a:1": MemorySink(), "b:1": MemorySink()}
+    sinks["a:1"].fail = True
+    outbox, events = _outbox(sinks, timeout_s=30.0)
+    held, _ = outbox.send([_delivery(b"p0"), _delivery(b"p1", B)], now=0.0)
+    assert held == [b"p0"]  # p1's endpoint took it
+    assert (outbox.parked_outputs, outbox.next_retry_at) == (1, 0.05)
+    assert outbox.retry(0.04) == ([], [])  # backing off: not tried
+    assert outbox.retry(0.05) == ([], [])  # tried, failed again: 100 ms now
+    assert outbox.next_retry_at == pytest.approx(0.15)
+    assert events.failed == [("a:1", 1), ("a:1", 1)]
+    sinks["a:1"].fail = False
+    assert outbox.retry(0.2) == ([b"p0"], [])
+    assert events.recovered == ["a:1"]
+    assert (outbox.busy, outbox.parked_outputs) == (False, 0)
+
+
+def test_outputs_undeliverable_past_the_timeout_are_dead_lettered() -> None:
+    sinks = {"a:1": MemorySink()}
+    sinks["a:1"].fail = True
+    outbox, _ = _outbox(sinks, timeout_s=1.0)
+    outbox.send([_delivery(b"p0", attempts=3)], now=10.0)
+    acks, records = outbox.retry(11.0)
+    assert acks == [b"p0"]
+    [record] = records
+    fields = json.loads(record.data)
+    assert (record.outcome, fields["attempts"]) == ("delivery_error", 3)
+    assert "undeliverable to a:1 for 1s" in record.reason
+    assert "memory sink set to fail" in record.reason
+
+
+def test_a_rejected_push_and_an_unusable_address_are_records_at_once() -> None:
+    sink = MemorySink()
+    sink.rejecting["next_inputs"] = "WRONGTYPE (simulated)"
+
+    def sink_for(dest: Destination) -> Any:
+        if dest.host == "bad:x":
+            raise ValueError("Port could not be cast to integer value")
+        return sink
+
+    outbox = Outbox(sink_for, DeadLetters("b", "i"), Hooks())
+    bad = Destination("grpc", "bad:x", 0, "q", "n")
+    held, records = outbox.send([_delivery(b"p0"), _delivery(b"p1", bad)], now=0.0)
+    assert held == []
+    reasons = sorted(r.reason for r in records)
+    assert "WRONGTYPE" in reasons[0] and "no connection possible" in reasons[1]
+
+
+def test_parked_commits_are_resent_in_order_and_a_failing_one_stays() -> None:
+    outbox, _ = _outbox({})
+    first, second = Commit(acks=[b"1"]), Commit(acks=[b"2"])
+    outbox.park_commit(first)
+    outbox.park_commit(second)
+    assert outbox.busy and outbox.next_retry_at == 0.0
+    sent: list[Commit] = []
+
+    def refuse_second(commit: Commit) -> None:
+        if commit is second:
+            raise TransportError("still away")
+        sent.append(commit)
+
+    with pytest.raises(TransportError):
+        outbox.resend(refuse_second)
+    assert sent == [first] and outbox.deliveries == 1
+    outbox.resend(sent.append)
+    assert sent == [first, second] and not outbox.busy
