@@ -7,7 +7,6 @@ appear in what :func:`redact` or :func:`location` return (those are for logs and
 
 from __future__ import annotations
 
-import re
 from urllib.parse import quote, urlsplit
 
 from .errors import ConfigError
@@ -24,8 +23,6 @@ __all__ = [
 
 DEFAULT_PORT = 6379
 SCHEMES = ("redis", "rediss", "unix")
-_PASSWORD = re.compile(r"(//[^/@]*?:)[^/@]*@")
-_USER_ONLY = re.compile(r"//[^/@:]+@")
 
 
 def bracket(host: str) -> str:
@@ -60,9 +57,25 @@ def as_redis_url(value: str, default_port: int = DEFAULT_PORT) -> str:
 
 
 def redact(url: str) -> str:
-    """The URL with its password (or a lone user token) replaced by ``***``."""
-    masked = _PASSWORD.sub(r"\1***@", url)
-    return _USER_ONLY.sub("//***@", masked)
+    """The URL with its credentials replaced by ``***`` (``user:***`` when there is a user
+    name). The credentials end at the *last* ``@`` before the host, so a password holding
+    ``/``, ``@`` or ``:`` unencoded is masked whole (one holding ``?`` or ``#`` cannot be
+    told from a query: encode it)."""
+    scheme, sep, rest = url.partition("//")
+    if not sep:
+        return url
+    host_start = rest.rfind("@", 0, _authority_end(rest))
+    if host_start < 0:
+        return url
+    user, colon, _ = rest[:host_start].partition(":")
+    masked = f"{user}:***" if colon else "***"
+    return f"{scheme}//{masked}{rest[host_start:]}"
+
+
+def _authority_end(rest: str) -> int:
+    """Where the credentials can end at the latest: before a query or a fragment."""
+    ends = [i for i in (rest.find("?"), rest.find("#")) if i >= 0]
+    return min(ends, default=len(rest))
 
 
 def location(url: str) -> str:

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from ._urls import redis_url
 from .errors import TransportError
 
 __all__ = ["EmbeddedRedis", "find_redis_server", "free_port"]
@@ -60,7 +61,7 @@ class EmbeddedRedis:
     @property
     def url(self) -> str:
         """``redis://127.0.0.1:<port>/0``."""
-        return f"redis://127.0.0.1:{self.port}/0"
+        return redis_url("127.0.0.1", self.port)
 
     @property
     def pid(self) -> int | None:

@@ -54,6 +54,11 @@ def attempts(block_id: str) -> str:
     return f"aios:{block_id}:attempts"
 
 
+def state(namespace: str) -> str:
+    """A ``StateDict``'s hash."""
+    return f"aios:state:{namespace}"
+
+
 def reply(token: str) -> str:
     """A list ``aios-instance send --wait`` creates for one call's outputs (then deletes)."""
     return f"aios:reply:{token}"

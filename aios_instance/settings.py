@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, TypeVar, overload
 
 from . import _json, keys
-from ._urls import DEFAULT_PORT, redact, redis_url
+from ._urls import DEFAULT_PORT, SCHEMES, as_redis_url, redact, redis_url
 from .errors import ConfigError
 
 __all__ = ["VARIABLES", "Settings", "Variable"]
@@ -46,8 +46,17 @@ def _float_pos(text: str) -> float:
 
 
 def _redis_url(text: str) -> str:
-    if not text.startswith(("redis://", "rediss://", "unix://")):
+    if not text.startswith(tuple(f"{scheme}://" for scheme in SCHEMES)):
         raise ValueError("must be a URL starting with redis://, rediss:// or unix://")
+    return text
+
+
+def _redis_address(text: str) -> str:
+    """host, host:port or a Redis URL (checked now, so a typo fails at start)."""
+    try:
+        as_redis_url(text)
+    except ConfigError as exc:
+        raise ValueError(exc.message) from None
     return text
 
 
@@ -129,6 +138,7 @@ class Settings:
         "METRICS_REDIS_HOST",
         None,
         "Redis (host, host:port or URL) for `NODE_METRICS` snapshots; unset: no snapshots.",
+        _redis_address,
     )
     events_redis_url: str | None = setting(
         "BLOCK_EVENTS_REDIS_URL", None, "Redis for `EVENTS_QUEUE`; unset: the instance's Redis."

@@ -32,7 +32,7 @@ import orjson
 import redis
 from redis import Redis
 
-from . import _json
+from . import _json, keys
 from .errors import ConfigError, TransportError
 
 __all__ = [
@@ -45,7 +45,7 @@ __all__ = [
     "set_default_redis",
 ]
 
-STATE_KEY = "aios:state:{namespace}"
+STATE_KEY = "aios:state:{namespace}"  # kept for importers; the name is keys.state()
 """Redis key template of a `StateDict`'s hash."""
 
 # Refuse what orjson would otherwise turn silently into something else.
@@ -232,7 +232,7 @@ class StateDict(_StateMapping):
         if not namespace or not isinstance(namespace, str):
             raise ValueError("StateDict needs a non-empty str namespace")
         self.namespace = namespace
-        self.key = STATE_KEY.format(namespace=namespace)
+        self.key = keys.state(namespace)
         self._owns_client = redis is None and url is not None
         self.redis = _resolve_client(redis, url)
 

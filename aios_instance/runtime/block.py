@@ -110,6 +110,9 @@ class Runtime:
         self._crashed = False
         self.started_at = time.time()
         self._services: list[Callable[[], None]] = []  # closers, run in reverse at shutdown
+        # Checked before anything starts: a bad address is a one-line error, not a crash.
+        metrics_host = s.metrics_redis_host
+        self._metrics_url = as_redis_url(metrics_host) if metrics_host else None
         self.redis = connect(s.redis_url, socket_timeout_s=s.idle_wait_s + 5.0)
         self.metrics = AIOSMetrics(block_id=s.block_id, instance_id=s.instance_id)
         self.runtime_metrics = RuntimeMetrics(self.metrics, map(str, self.block_data.sidecars))
@@ -228,8 +231,8 @@ class Runtime:
                 msg = f"cannot serve metrics on METRICS_PORT={s.metrics_port}: {exc}"
                 raise ConfigError(msg) from None
             self._services.append(server.close)
-        if s.metrics_redis_host:
-            url = as_redis_url(s.metrics_redis_host)
+        url = self._metrics_url
+        if url is not None:
             exporter = MetricsExporter(
                 self.control.snapshot, lambda: connect(url), interval_s=s.metrics_interval_s
             ).start()

@@ -58,8 +58,9 @@ class Hooks:
     def delivery_recovered(self, endpoint: str) -> None:
         """When an endpoint that failed took a push again."""
 
-    def source_failed(self, error: Exception) -> None:
-        """When the source (the input Redis) could not be reached; the loop retries."""
+    def source_failed(self, error: Exception, *, retrying: bool = True) -> None:
+        """When the source (the input Redis) could not be reached: the loop retries, or
+        (``retrying`` False) a shutdown leaves what it holds to the lease."""
 
     def unfinished(self, deliveries: int) -> None:
         """At shutdown: deliveries still parked (their inputs go back to the input)."""
@@ -100,9 +101,9 @@ class _Combined(Hooks):
         for h in self.hooks:
             h.delivery_recovered(endpoint)
 
-    def source_failed(self, error: Exception) -> None:
+    def source_failed(self, error: Exception, *, retrying: bool = True) -> None:
         for h in self.hooks:
-            h.source_failed(error)
+            h.source_failed(error, retrying=retrying)
 
     def unfinished(self, deliveries: int) -> None:
         for h in self.hooks:
@@ -134,8 +135,11 @@ class LoggingHooks(Hooks):
         self._down.discard(endpoint)
         log.warning("endpoint %s reachable again", endpoint)
 
-    def source_failed(self, error: Exception) -> None:
-        log.error("input redis unreachable, retrying: %s", error)
+    def source_failed(self, error: Exception, *, retrying: bool = True) -> None:
+        if retrying:
+            log.error("input redis unreachable, retrying: %s", error)
+        else:
+            log.error("could not finish the claimed packets at shutdown: %s", error)
 
     def unfinished(self, deliveries: int) -> None:
         log.warning("%d deliveries unfinished at shutdown; their inputs are requeued", deliveries)

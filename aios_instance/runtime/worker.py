@@ -257,7 +257,7 @@ class Worker:
         except TransportError as exc:
             # The input Redis is away: what is claimed stays in its processing list (handed
             # back when it answers, or by the lease), so waiting would only hold the exit.
-            self.hooks.source_failed(exc)
+            self.hooks.source_failed(exc, retrying=False)
         if self.outbox.busy:
             self.hooks.unfinished(self.outbox.deliveries)
 

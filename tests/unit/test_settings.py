@@ -54,6 +54,7 @@ def test_existing_variables_are_read() -> None:
         ({"CUSTOM_INIT_DATA": "[1]"}, "CUSTOM_INIT_DATA"),
         ({"AIOS_VALIDATE_JSON": "maybe"}, "AIOS_VALIDATE_JSON"),
         ({"AIOS_CLAIM_BATCHES": "3"}, "unknown setting AIOS_CLAIM_BATCHES"),
+        ({"METRICS_REDIS_HOST": "metrics:port"}, "METRICS_REDIS_HOST.*not a Redis address"),
     ],
 )
 def test_invalid_values_name_the_variable(env: dict[str, str], needle: str) -> None:

@@ -43,3 +43,11 @@ def test_redact_and_location_never_show_the_password() -> None:
     assert location("redis://:secret@[::1]:6390/3") == "[::1]:6390/3"
     assert location("redis://h") == "h:6379"
     assert location("unix:///tmp/r.sock") == "/tmp/r.sock"
+
+
+def test_redact_masks_passwords_that_hold_url_characters() -> None:
+    assert redact("redis://:pa/ss@h:6379/0") == "redis://:***@h:6379/0"
+    assert redact("redis://u:p@ss@h:1/0") == "redis://u:***@h:1/0"
+    assert redact("rediss://user:x:y@[::1]:6380/2?a=b") == "rediss://user:***@[::1]:6380/2?a=b"
+    assert redact("redis://:p@h/0?next=@q") == "redis://:***@h/0?next=@q"
+    assert redact("unix:///tmp/redis.sock") == "unix:///tmp/redis.sock"

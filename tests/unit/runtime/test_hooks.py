@@ -11,7 +11,10 @@ import json
 import time
 from typing import Any
 
-from aios_instance import AIOSMetrics, OnDataResult, PreProcessResult
+import redis
+
+from aios_instance import AIOSMetrics, OnDataResult, PreProcessResult, keys
+from aios_instance.embedded import EmbeddedRedis
 from aios_instance.packet import make_packet
 from aios_instance.routing import Router, destination_from_url
 from aios_instance.runtime.hooks import MetricsHooks
@@ -19,6 +22,7 @@ from aios_instance.runtime.instruments import RuntimeMetrics
 from aios_instance.runtime.pipeline import Pipeline
 from aios_instance.runtime.worker import Worker
 from aios_instance.transport.memory import MemorySink, MemorySource
+from aios_instance.transport.redis import RedisSource, connect
 from tests.support import drain_until_idle
 
 BLOCK = "hk"
@@ -34,8 +38,8 @@ class Echo:
         return True, OnDataResult(output=entry.extra_data)
 
 
-def _worker(source: MemorySource, metrics: AIOSMetrics) -> Worker:
-    default = destination_from_url("redis://127.0.0.1:6390/0", "OUT")
+def _worker(source: Any, metrics: AIOSMetrics, url: str = "redis://127.0.0.1:6390/0") -> Worker:
+    default = destination_from_url(url, "OUT")
     pipeline = Pipeline(Echo(), Router(BLOCK, (default,)))
     hooks = MetricsHooks(RuntimeMetrics(metrics))
     sink = MemorySink()
@@ -55,22 +59,32 @@ def _sample(metrics: AIOSMetrics, name: str, **labels: str) -> float:
     return 0.0 if value is None else value
 
 
-def test_end_to_end_latency_is_measured_from_the_batch_it_commits() -> None:
-    """Batch 1 (the first claim, 8 packets) was produced 1000 s ago, batch 2 just now:
-    the histogram must hold a sample of about 1000 s, for batch 1."""
+def test_end_to_end_latency_is_measured_from_the_batch_it_commits(
+    redis_server: EmbeddedRedis, redis_client: redis.Redis
+) -> None:
+    """Batch 1 (the first claim, 8 packets) was produced 1000 s ago, batch 2 just now. The
+    Redis source confirms batch 1's commit only after batch 2 ran (it claims ahead): the
+    histogram must still hold a sample of about 1000 s, for batch 1."""
     metrics = AIOSMetrics(block_id=BLOCK, instance_id="i1")
-    source = MemorySource(BLOCK)
     now = time.time()
     for i in range(16):
         ts = now - 1000.0 if i < 8 else now
-        source.put(make_packet({"v": i}, session_id="s", seq_no=i, ts=ts).SerializeToString())
-    worker = _worker(source, metrics)
-    assert drain_until_idle(worker) == 16
-    worker.shutdown(1.0)
-    count = _sample(metrics, "aios_end_to_end_seconds_count")
+        packet = make_packet({"v": i}, session_id="s", seq_no=i, ts=ts)
+        redis_client.lpush(keys.inputs(BLOCK), packet.SerializeToString())
+    source = RedisSource(connect(redis_server.url), BLOCK, "i1")
+    source.start()
+    try:
+        worker = _worker(source, metrics, redis_server.url)
+        assert drain_until_idle(worker) == 16
+        worker.stop()
+        worker.shutdown(1.0)
+    finally:
+        source.close()
+        source.client.close()
+    assert redis_client.llen("OUT") == 16
     total = _sample(metrics, "aios_end_to_end_seconds_sum")
     assert total >= 1000.0, f"batch 1's latency was measured from another batch ({total:.1f}s)"
-    assert count == 2  # one sample per committed batch
+    assert _sample(metrics, "aios_end_to_end_seconds_count") == 2  # one sample per batch
 
 
 def test_a_commit_of_dead_letters_only_records_no_push_time() -> None:
