@@ -15,7 +15,6 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from aios_instance import Block, _json
 from aios_instance.embedded import EmbeddedRedis
 from aios_instance.metrics import AIOSMetrics, UnknownMetricError, flatten, sample_key
-from aios_instance.runtime.instruments import FAILURE_REASONS, PHASES, RuntimeMetrics
 from aios_instance.settings import Settings
 from tests.support import eventually
 
@@ -239,70 +238,6 @@ def test_flatten_of_an_empty_registry() -> None:
 
 
 # -- runtime metrics ------------------------------------------------------------------------
-
-
-def test_runtime_counters(metrics: AIOSMetrics) -> None:
-    rt = RuntimeMetrics(metrics, sidecars=["resizer"])
-    rt.packets_in(5)
-    rt.packets_out(4)
-    rt.held()
-    rt.redeliveries(2)
-    rt.packets_failed("user_error")
-    rt.packets_failed("bad_input", 3)
-    rt.dead_lettered("max_deliveries")
-    rt.muxer_expired(2)
-    rt.sidecar_push_failed("resizer")
-    rt.sidecar_push_failed("late-added")
-    rt.event_push_failed()
-    s = metrics.sample
-    assert (s("aios_packets_in_total"), s("aios_packets_out_total")) == (5.0, 4.0)
-    assert (s("aios_packets_held_total"), s("aios_redeliveries_total")) == (1.0, 2.0)
-    assert s("aios_packets_failed_total", {"reason": "user_error"}) == 1.0
-    assert s("aios_packets_failed_total", {"reason": "bad_input"}) == 3.0
-    assert s("aios_packets_failed_total", {"reason": "expired"}) == 0.0  # pre-bound
-    assert s("aios_dead_lettered_total", {"reason": "max_deliveries"}) == 1.0
-    assert s("aios_muxer_expired_total") == 2.0
-    assert s("aios_sidecar_push_failed_total", {"sidecar": "resizer"}) == 1.0
-    assert s("aios_sidecar_push_failed_total", {"sidecar": "late-added"}) == 1.0
-    assert s("aios_event_push_failed_total") == 1.0
-
-
-def test_runtime_histograms_and_gauges(metrics: AIOSMetrics) -> None:
-    rt = RuntimeMetrics(metrics)
-    rt.observe_phase("on_data", 0.002)
-    rt.observe_end_to_end(0.04)
-    rt.observe_end_to_end(-1.0)  # clock skew counts as 0
-    rt.observe_batch_size(3)
-    rt.set_queue_depth(17)
-    rt.set_oldest_age_s(1.5)
-    rt.set_in_flight(5)
-    rt.set_muxer_open_groups(2)
-    s = metrics.sample
-    assert s("aios_phase_seconds_count", {"phase": "on_data"}) == 1.0
-    assert s("aios_phase_seconds_bucket", {"phase": "on_data", "le": "0.0025"}) == 1.0
-    assert s("aios_phase_seconds_count", {"phase": "preprocess"}) == 0.0  # pre-bound
-    assert s("aios_phase_seconds_count", {"phase": "decode"}) is None  # never observed: gone
-    assert s("aios_end_to_end_seconds_count") == 2.0
-    assert s("aios_end_to_end_seconds_bucket", {"le": "0.001"}) == 1.0
-    assert s("aios_batch_size_bucket", {"le": "2.0"}) == 0.0
-    assert s("aios_batch_size_bucket", {"le": "4.0"}) == 1.0
-    assert s("aios_batch_size_bucket", {"le": "1024.0"}) == 1.0
-    assert (s("aios_queue_depth"), s("aios_oldest_age_seconds")) == (17.0, 1.5)
-    assert (s("aios_in_flight"), s("aios_muxer_open_groups")) == (5.0, 2.0)
-
-
-def test_runtime_metrics_reject_unknown_label_values(metrics: AIOSMetrics) -> None:
-    rt = RuntimeMetrics(metrics)
-    assert "expired" in FAILURE_REASONS
-    assert PHASES == ("preprocess", "on_data", "route", "push")
-    with pytest.raises(ValueError, match="unknown reason 'oops'"):
-        rt.packets_failed("oops")
-    with pytest.raises(ValueError, match="unknown phase 'think'"):
-        rt.observe_phase("think", 1.0)
-    RuntimeMetrics(metrics)  # a second instance re-uses the same metrics
-
-
-# -- the runtime's snapshots --------------------------------------------------------------
 
 
 def test_snapshot_node_id_falls_back_to_the_metrics_node_id() -> None:
