@@ -33,6 +33,7 @@ from redis.retry import Retry
 from . import _json
 from ._urls import location
 from .keys import EVENTS_QUEUE
+from .settings import Settings
 
 __all__ = ["RECORDED_MAX", "BlockEvents"]
 
@@ -49,7 +50,7 @@ class BlockEvents:
 
     def __init__(
         self,
-        block_id: str = "",
+        block_id: str | None = None,
         redis_url: str | None = None,
         queue: str = EVENTS_QUEUE,
         *,
@@ -58,6 +59,13 @@ class BlockEvents:
         retry_after_s: float = 1.0,
         on_failure: Callable[[], None] | None = None,
     ) -> None:
+        if block_id is None:
+            # Standalone, as the spec builds it (BlockEvents()): BLOCK_ID and (unless a Redis
+            # is given) BLOCK_EVENTS_REDIS_URL from the environment; unset: in memory.
+            settings = Settings.from_env()
+            block_id = settings.block_id if settings.block_id_configured else ""
+            if redis_url is None and redis is None:
+                redis_url = settings.events_redis_url
         self.block_id = block_id
         self.queue = queue
         self.redis_url = redis_url or None

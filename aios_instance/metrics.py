@@ -163,17 +163,25 @@ class AIOSMetrics:
 
     # -- updates --------------------------------------------------------------------------
 
-    def increment_counter(self, name: str, amount: float = 1, labels: Labels = None) -> None:
+    # ``labelnames=`` is the existing SDK's keyword for the label values: the same as labels=.
+
+    def increment_counter(
+        self, name: str, amount: float = 1, labels: Labels = None, *, labelnames: Labels = None
+    ) -> None:
         """Add ``amount`` (>= 0) to a registered counter."""
-        self._child(name, "counter", labels).inc(amount)
+        self._child(name, "counter", _labels(labels, labelnames)).inc(amount)
 
-    def set_gauge(self, name: str, value: float, labels: Labels = None) -> None:
+    def set_gauge(
+        self, name: str, value: float, labels: Labels = None, *, labelnames: Labels = None
+    ) -> None:
         """Set a registered gauge to ``value``."""
-        self._child(name, "gauge", labels).set(value)
+        self._child(name, "gauge", _labels(labels, labelnames)).set(value)
 
-    def observe_histogram(self, name: str, value: float, labels: Labels = None) -> None:
+    def observe_histogram(
+        self, name: str, value: float, labels: Labels = None, *, labelnames: Labels = None
+    ) -> None:
         """Record one observation in a registered histogram."""
-        self._child(name, "histogram", labels).observe(value)
+        self._child(name, "histogram", _labels(labels, labelnames)).observe(value)
 
     def _lookup(self, name: str, kind: Kind) -> _Entry:
         entry = self._entries.get(name) or self._entries.get(_family_name("counter", name))
@@ -258,6 +266,15 @@ def _check_same(name: str, entry: _Entry, wanted: _Spec) -> None:
         raise ValueError(
             f"histogram {what} is already registered with buckets {list(existing.buckets)}"
         )
+
+
+def _labels(labels: Labels, labelnames: Labels) -> Labels:
+    """An update's label values, given as ``labels=`` or as the existing SDK's ``labelnames=``."""
+    if labelnames is None:
+        return labels
+    if labels is not None:
+        raise TypeError("give the label values as labels= or as labelnames=, not both")
+    return labelnames
 
 
 def _label_values(name: str, labelnames: tuple[str, ...], labels: Labels) -> list[str]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar, overload
 
 __all__ = ["SessionData", "SessionsManager"]
@@ -82,6 +82,22 @@ class SessionsManager:
         with self._lock:
             self._sweep()
             return self._drop(session_id)
+
+    # -- the existing SDK's names -----------------------------------------------------------
+    def get_session_data(self, session_id: str, default: Any = None) -> Any:
+        """The existing SDK's name for `get_session`: the session's dict, or ``default``."""
+        return self.get_session(session_id, default)
+
+    def update_session_object(self, session_id: str, data: Mapping[str, Any]) -> SessionData:
+        """The existing SDK's name for `update_session`: merge ``data`` into the session."""
+        return self.update_session(session_id, data)
+
+    def remove_sessions_data(self, session_ids: str | Iterable[str]) -> int:
+        """Drop one session (a str) or several (an iterable of ids); returns how many existed."""
+        ids = [session_ids] if isinstance(session_ids, str) else list(session_ids)
+        with self._lock:
+            self._sweep()
+            return sum(self._drop(session_id) for session_id in ids)
 
     def clear(self) -> None:
         """Drop every session."""

@@ -205,6 +205,8 @@ class _Handlers:
         if not isinstance(action, str) or not action:
             raise ClientError(400, "mgmt_action is required and must be a non-empty string")
         data = body.get("mgmt_data")
+        if data is None:
+            data = {}  # management(action, data) takes a dict, as the existing SDK passes
         try:
             result = await self._callback(lambda: self.target.management(action, data))
         except ClientError:

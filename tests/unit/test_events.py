@@ -176,3 +176,28 @@ def run_threads(target: Callable[[int], None], n: int) -> None:
         t.start()
     for t in threads:
         t.join()
+
+
+def test_standalone_events_read_block_id_and_redis_url_from_the_environment(
+    redis_server: EmbeddedRedis, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BLOCK_ID", "env-block")
+    monkeypatch.setenv("BLOCK_EVENTS_REDIS_URL", redis_server.url)
+    events = BlockEvents(queue="ENV_EVENTS")  # the spec's standalone BlockEvents()
+    assert (events.block_id, events.in_memory) == ("env-block", False)
+    assert events.push_event("started", {"n": 1})
+    assert _queue(redis_client, "ENV_EVENTS") == [
+        {"event_name": "started", "block_id": "env-block", "event_data": {"n": 1}}
+    ]
+    events.close()
+    given = BlockEvents("mine")  # a block id given (the runtime, TestContext): no environment
+    assert (given.block_id, given.in_memory) == ("mine", True)
+
+
+def test_standalone_events_without_the_environment_stay_in_memory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("BLOCK_ID", raising=False)
+    monkeypatch.delenv("BLOCK_EVENTS_REDIS_URL", raising=False)
+    events = BlockEvents()
+    assert (events.block_id, events.in_memory) == ("", True)

@@ -282,3 +282,17 @@ def test_sessions_do_not_expire_without_the_setting(redis_server: EmbeddedRedis)
         assert runtime.context.sessions.idle_ttl_s is None
     finally:
         runtime.redis.close()
+
+
+def test_the_existing_sdks_method_names() -> None:
+    sessions = SessionsManager()
+    assert sessions.get_session_data("s1") is None
+    assert sessions.get_session_data("s1", {}) == {}
+    assert sessions.update_session_object("s1", {"a": 1}) == {"a": 1}
+    assert sessions.update_session_object("s1", {"b": 2}) == {"a": 1, "b": 2}
+    assert sessions.get_session_data("s1") is sessions.get_session("s1")
+    sessions.create_session("s2")
+    sessions.create_session("s3")
+    assert sessions.remove_sessions_data("s1") == 1
+    assert sessions.remove_sessions_data(["s2", "s3", "missing"]) == 2
+    assert len(sessions) == 0

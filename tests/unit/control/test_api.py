@@ -141,7 +141,9 @@ def test_mgmt(client: httpx.Client) -> None:
     assert r.status_code == 200
     assert r.json() == {"success": True, "data": {"action": "echo", "data": {"x": [1, 2]}}}
     r = client.post("/mgmt", json={"mgmt_action": "echo"})
-    assert r.json() == {"success": True, "data": {"action": "echo", "data": None}}
+    assert r.json() == {"success": True, "data": {"action": "echo", "data": {}}}
+    r = client.post("/mgmt", json={"mgmt_action": "echo", "mgmt_data": None})
+    assert r.json() == {"success": True, "data": {"action": "echo", "data": {}}}
     r = client.post("/mgmt", json={"mgmt_action": "fail"})
     assert r.status_code == 500
     assert r.json() == {

@@ -1,0 +1,1 @@
+"""Blocks and calls written the existing SDK's way, through BlockTester and the real runtime."""
