@@ -9,11 +9,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from .errors import ConfigError
+
 if TYPE_CHECKING:
     from .packet import AIOSPacket
     from .results import OnDataResult, PreProcessResult
 
-__all__ = ["BatchBlockProtocol", "BlockProtocol", "OnDataReturn", "PreprocessReturn"]
+__all__ = [
+    "BatchBlockProtocol",
+    "BlockProtocol",
+    "OnDataReturn",
+    "PreprocessReturn",
+    "check_block_class",
+]
 
 PreprocessReturn = tuple[bool, Any]
 """``(True, [PreProcessResult, ...])``, ``(True, PreProcessResult)`` or ``(False, "reason")``."""
@@ -52,3 +60,23 @@ class BatchBlockProtocol(Protocol):
         self, entries: Sequence[PreProcessResult]
     ) -> Sequence[tuple[bool, OnDataResult | str | None]]:
         """Called with every entry of a claimed batch; returns one on_data-style tuple each."""
+
+
+_REQUIRED = {
+    "on_preprocess": "on_preprocess(self, packet) -> (True, [PreProcessResult, ...])",
+    "on_data": "on_data(self, entry) -> (True, OnDataResult)",
+}
+
+
+def check_block_class(block_class: type[Any]) -> None:
+    """Raise ConfigError naming the contract when ``block_class`` lacks a required callback
+    (before it is constructed: a model is not loaded for nothing)."""
+    missing = [name for name in _REQUIRED if not callable(getattr(block_class, name, None))]
+    if not missing:
+        return
+    name = getattr(block_class, "__name__", repr(block_class))
+    needs = "; ".join(_REQUIRED[m] for m in missing)
+    raise ConfigError(
+        f"{name} is not a block: it defines no {' and no '.join(missing)}. A block class "
+        f"needs {needs} (see docs/pipeline.md)"
+    )

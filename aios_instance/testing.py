@@ -17,6 +17,7 @@ from typing import Any
 from . import _json, keys
 from ._urls import DEFAULT_PORT
 from .context import Context
+from .contract import check_block_class
 from .errors import BlockTestError
 from .packet import AIOSPacket, decode_packet, make_packet
 from .routing import Destination, Router
@@ -46,6 +47,7 @@ class BlockTester:
     __test__ = False
 
     def __init__(self, block_class: type[Any], context: Context | None = None) -> None:
+        check_block_class(block_class)  # the contract named, not an AttributeError later
         self.context = context if context is not None else TestContext()
         self.block = block_class(self.context)
         block_id = self.context.block_id or TEST_BLOCK_ID

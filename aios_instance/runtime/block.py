@@ -14,14 +14,16 @@ import os
 import signal
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from .. import keys, state
+from .. import _logging, keys, state
 from .._urls import as_redis_url, redact
 from ..blockdata import BlockData, load_block_data
 from ..context import Context
+from ..contract import check_block_class
 from ..control.api import start_api, start_listener
 from ..control.exporter import MetricsExporter
 from ..errors import ConfigError, TransportError
@@ -34,9 +36,10 @@ from ..settings import Settings
 from ..sidecars import BlockSideCars
 from ..transport.pool import SinkPool
 from ..transport.redis import RedisSource, connect
-from .hooks import Hooks, LoggingHooks, MetricsHooks
+from .hooks import Hooks, MetricsHooks
 from .instruments import RuntimeMetrics
 from .lease import LeaseKeeper
+from .loghooks import LoggingHooks
 from .pipeline import Pipeline
 from .target import RuntimeTarget
 from .worker import Worker
@@ -67,6 +70,8 @@ class Block:
         A signal while the block is still being constructed (a model loading) ends the
         start at once: nothing is claimed yet, so ``run()`` just returns.
         """
+        self._settings = self._settings or Settings.from_env()
+        _logging.configure(self._settings.log_level)  # the spec's `python block.py` logs too
         previous = _install_signals(_stop_starting)
         try:
             try:
@@ -98,6 +103,7 @@ class Runtime:
     def __init__(
         self, block_class: type[Any], settings: Settings, block_data: BlockData | None = None
     ) -> None:
+        check_block_class(block_class)  # before anything starts or a model loads
         self.settings = s = settings
         self.block_data = block_data or load_block_data(
             s.block_id,
@@ -124,7 +130,7 @@ class Runtime:
         self.control_port: int | None = None  # the control API's bound port, once it serves
         self._start_control(api=True)  # /live answers while the model loads
         try:
-            self.block = block_class(self.context)  # the user's constructor: models load here
+            self.block = _construct(block_class, self.context)  # models load here
             default = destination_from_url(s.redis_url, s.default_output)
             self.pipeline = Pipeline(  # calls the block's get_muxer()
                 self.block, Router(s.block_id, (default,)), validate_json=s.validate_json
@@ -147,7 +153,7 @@ class Runtime:
             delivery_timeout_s=s.delivery_timeout_s,
             hooks=Hooks.combine(
                 MetricsHooks(self.runtime_metrics),
-                LoggingHooks(keys.dead_letters(s.block_id)),
+                LoggingHooks(keys.dead_letters(s.block_id), block_id=s.block_id),
             ),
         )
         self.lease = LeaseKeeper(self.source.lease, s.lease_ttl_s, on_renewed=self._sample)
@@ -280,6 +286,29 @@ class Runtime:
         if muxer is not None and hasattr(muxer, "open_groups"):
             m.set_muxer_open_groups(muxer.open_groups)
         m.set_oldest_age_s(_age_s(backlog.oldest()))
+
+
+def _construct(block_class: type[Any], context: Context) -> Any:
+    """The user's constructor; when it fails, say where in the user's code (the traceback at
+    DEBUG), then let the error go on (the CLI prints it as one line)."""
+    try:
+        return block_class(context)
+    except Exception as exc:
+        name = getattr(block_class, "__name__", "the block")
+        where, kind = _user_frame(exc), type(exc).__name__
+        log.error("%s(context) failed at %s: %s: %s", name, where, kind, exc)
+        log.debug("traceback:\n%s", "".join(traceback.format_exception(exc)))
+        raise
+
+
+def _user_frame(exc: BaseException) -> str:
+    """``file:line in function`` of the innermost frame outside this package."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    where = "an unknown place"
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if not os.path.abspath(frame.filename).startswith(package + os.sep):
+            where = f"{frame.filename}:{frame.lineno} in {frame.name}"
+    return where
 
 
 def _age_s(raw: bytes | None) -> float:

@@ -1,6 +1,6 @@
 """Cross-cutting behaviour as hooks around the worker loop: the loop reports events, each
-naming the batch it is about; metrics and logging are implementations, and ``Hooks.combine``
-runs several.
+naming the batch it is about; metrics (here) and logging (``loghooks``) are implementations,
+and ``Hooks.combine`` runs several.
 
 A batch's events come in order (claimed → processed → committed), but the batches overlap:
 the Redis source commits batch k while batch k+1 is processed, so ``committed`` for k may
@@ -10,7 +10,6 @@ event of a batch to another keys it by ``batch.number``.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,9 +18,7 @@ from ..transport.base import Claim
 from .instruments import RuntimeMetrics
 from .outcome import PipelineResult
 
-__all__ = ["Batch", "Hooks", "LoggingHooks", "MetricsHooks"]
-
-log = logging.getLogger("aios_instance.runtime.worker")
+__all__ = ["Batch", "Hooks", "MetricsHooks"]
 
 _MAX_OPEN_BATCHES = 64  # batches processed and not committed, remembered by MetricsHooks
 
@@ -61,6 +58,9 @@ class Hooks:
     def source_failed(self, error: Exception, *, retrying: bool = True) -> None:
         """When the source (the input Redis) could not be reached: the loop retries, or
         (``retrying`` False) a shutdown leaves what it holds to the lease."""
+
+    def source_recovered(self) -> None:
+        """When the source answered again after ``source_failed``."""
 
     def unfinished(self, deliveries: int) -> None:
         """At shutdown: deliveries still parked (their inputs go back to the input)."""
@@ -105,44 +105,13 @@ class _Combined(Hooks):
         for h in self.hooks:
             h.source_failed(error, retrying=retrying)
 
+    def source_recovered(self) -> None:
+        for h in self.hooks:
+            h.source_recovered()
+
     def unfinished(self, deliveries: int) -> None:
         for h in self.hooks:
             h.unfinished(deliveries)
-
-
-class LoggingHooks(Hooks):
-    """The loop's log lines: failures and recoveries, nothing per packet at INFO."""
-
-    def __init__(self, dead_letters: str = "the dead-letter list") -> None:
-        self.dead_letters = dead_letters
-        self._down: set[str] = set()  # endpoints whose outage was logged
-
-    def dead_lettered(self, batch: Batch, reason: str, count: int, detail: str) -> None:
-        """ERROR for what the runtime gave up on, DEBUG for what the pipeline reported."""
-        level = logging.ERROR if reason in ("max_deliveries", "delivery_error") else logging.DEBUG
-        if log.isEnabledFor(level):
-            where = self.dead_letters
-            log.log(level, "dead-lettered %d job(s) (%s) to %s: %s", count, reason, where, detail)
-
-    def delivery_failed(self, endpoint: str, error: Exception, parked: int) -> None:
-        """Once per outage (not per retry)."""
-        if endpoint in self._down:
-            return
-        self._down.add(endpoint)
-        log.warning("endpoint %s unreachable, %d outputs parked: %s", endpoint, parked, error)
-
-    def delivery_recovered(self, endpoint: str) -> None:
-        self._down.discard(endpoint)
-        log.warning("endpoint %s reachable again", endpoint)
-
-    def source_failed(self, error: Exception, *, retrying: bool = True) -> None:
-        if retrying:
-            log.error("input redis unreachable, retrying: %s", error)
-        else:
-            log.error("could not finish the claimed packets at shutdown: %s", error)
-
-    def unfinished(self, deliveries: int) -> None:
-        log.warning("%d deliveries unfinished at shutdown; their inputs are requeued", deliveries)
 
 
 class MetricsHooks(Hooks):

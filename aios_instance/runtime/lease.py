@@ -47,13 +47,20 @@ class LeaseKeeper:
 
     def _loop(self) -> None:
         next_reap = 0.0
+        failing = False
         while not self._stop.wait(self.ttl_s / 3):
             try:
                 self.lease.renew()
                 self.renewed_at = time.monotonic()
+                if failing:
+                    failing = False
+                    log.info("lease renewed again")
                 if self.renewed_at >= next_reap:
                     self.lease.requeue_lapsed()
                     next_reap = time.monotonic() + self.ttl_s
                 self.on_renewed()
             except Exception as exc:  # never die: a missed renewal is retried in TTL/3
-                log.warning("lease renewal failed: %s", exc)
+                # Once per outage: the worker says the same of the input Redis.
+                level = logging.DEBUG if failing else logging.WARNING
+                log.log(level, "lease renewal failed: %s", exc)
+                failing = True

@@ -23,7 +23,8 @@ from ..routing import Destination
 from ..transport.base import Claim, Commit, Rejected, Source
 from .claim_size import ClaimSize
 from .deadletter import DeadLetters, Record
-from .hooks import Batch, Hooks, LoggingHooks
+from .hooks import Batch, Hooks
+from .loghooks import LoggingHooks
 from .outbox import MAX_PARKED, Delivery, Outbox
 from .outcome import PipelineResult
 from .pipeline import Pipeline
@@ -79,12 +80,18 @@ class Worker:
     # -- the loop --------------------------------------------------------------------------
     def run(self) -> None:
         """Step until stop() is called."""
+        failing = False
         while not self.stopping.is_set():
             try:
                 self.step()
             except TransportError as exc:
+                failing = True
                 self.hooks.source_failed(exc)
                 self.stopping.wait(1.0)
+                continue
+            if failing:
+                failing = False
+                self.hooks.source_recovered()
 
     def stop(self) -> None:
         """Stop claiming (the current step finishes). Safe from a signal handler."""

@@ -3,6 +3,7 @@ renewal, drains on stop, and a constructor that fails leaves nothing running."""
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
@@ -73,15 +74,20 @@ def test_the_gauges_are_sampled_after_each_renewal(
     assert redis_client.llen(keys.inputs(s.block_id)) == 3  # never claimed: left waiting
 
 
-class Broken:
+class Broken(PassThrough):
     def __init__(self, context: Any) -> None:
         raise RuntimeError("model weights not found")
 
 
-def test_a_constructor_that_fails_closes_the_control_api(redis_server: EmbeddedRedis) -> None:
+def test_a_constructor_that_fails_closes_the_control_api_and_says_where(
+    redis_server: EmbeddedRedis, caplog: pytest.LogCaptureFixture
+) -> None:
     s = control_settings(redis_server)
     with pytest.raises(RuntimeError, match="model weights not found"):
         Block(Broken, s).start()
+    [error] = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    line = Broken.__init__.__code__.co_firstlineno + 1
+    assert f"Broken(context) failed at {__file__}:{line} in __init__" in error
     with socket.socket() as sock:  # the port is free again
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", s.mgmt_port))
