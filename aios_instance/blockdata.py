@@ -50,8 +50,20 @@ class BlockData:
 
     @property
     def sidecars(self) -> dict[str, Any]:
-        """Sidecar configuration (``sidecars``, or ``initSettings.sidecars``)."""
-        return _section(self.document, "sidecars") or _section(self.init_settings, "sidecars")
+        """Sidecar configuration: the first non-empty of ``blockInitData.side_cars`` (the
+        platform's place), ``sidecars`` and ``initSettings.sidecars`` (see docs/sidecars.md)."""
+        return next((found for _, found in self._sidecar_places() if found), {})
+
+    def sidecar_places(self) -> list[str]:
+        """The places holding a sidecar configuration, the one `sidecars` uses first."""
+        return [where for where, found in self._sidecar_places() if found]
+
+    def _sidecar_places(self) -> list[tuple[str, dict[str, Any]]]:
+        return [
+            ("blockInitData.side_cars", _section(self.init_data, "side_cars")),
+            ("sidecars", _section(self.document, "sidecars")),
+            ("initSettings.sidecars", _section(self.init_settings, "sidecars")),
+        ]
 
     @property
     def allocation_info(self) -> dict[str, Any]:
@@ -82,7 +94,15 @@ def load_block_data(
         doc = {}
     if custom_init_data:
         doc = _merge_custom(doc, custom_init_data)
-    return BlockData(doc)
+    data = BlockData(doc)
+    places = data.sidecar_places()
+    if len(places) > 1:
+        log.warning(
+            "sidecars are configured in several places: using %s, ignoring %s",
+            places[0],
+            ", ".join(places[1:]),
+        )
+    return data
 
 
 def _unwrap(doc: Any, origin: str) -> dict[str, Any]:

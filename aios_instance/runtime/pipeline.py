@@ -25,7 +25,7 @@ from ..packet import AIOSPacket, MuxedData, decode_packet, encode_output
 from ..results import OnDataResult, PreProcessResult
 from ..routing import Router
 from ..tools import TimeBasedBatcher
-from .batching import TimeBatchers, batch_packets, packet_of, report_unflushed
+from .batching import TimeBatchers, batch_output, batch_packets, packet_of
 from .muxing import Muxing
 from .outcome import (
     Accumulator,
@@ -77,7 +77,7 @@ class Pipeline:
         self.muxer: Any = get_muxer() if get_muxer is not None else None  # once, never per packet
         name = type(block).__name__
         self._muxing = Muxing(self.muxer, name) if self.muxer is not None else None
-        self._batchers = TimeBatchers(block, on_time=self._on_batch_timeout is not None)
+        self._batchers = TimeBatchers(block)
 
     @property
     def time_batchers(self) -> list[TimeBasedBatcher]:
@@ -113,17 +113,16 @@ class Pipeline:
         with self._batchers:
             if self._muxing is not None:
                 self._muxing.expire(now, acc)
-            for batch in self._batchers.due(now):
-                self._flush_batch(batch, acc)
+            for batcher, batch in self._batchers.due(now):
+                self._flush_batch(batcher, batch, acc)
         return acc.freeze()
 
     def drain(self) -> PipelineResult:
-        """At shutdown: flush every time-based batch through on_batch_timeout (a block without
-        it gets each held batch back as a failure carrying its packets, to dead-letter)."""
+        """At shutdown: flush every held time-based batch, as tick() does a due one."""
         acc = Accumulator()
         with self._batchers:
-            for batch in self._batchers.flush_all():
-                self._flush_batch(batch, acc)
+            for batcher, batch in self._batchers.flush_all():
+                self._flush_batch(batcher, batch, acc)
         return acc.freeze()
 
     def hand_back(self) -> list[bytes]:
@@ -300,19 +299,24 @@ class Pipeline:
             Output(payload, destinations, packet.session_id, packet.seq_no, packet.ts, raws)
         )
 
-    def _flush_batch(self, batch: list[Any], acc: Accumulator) -> None:
-        """A time-based batch fell due (or shutdown came): hand it to on_batch_timeout and route
-        what it returns; without that hook (only at shutdown) it becomes a failure."""
-        on_batch_timeout = self._on_batch_timeout
-        if on_batch_timeout is None:
-            report_unflushed(batch, acc)
-            return
+    def _flush_batch(self, batcher: TimeBasedBatcher, batch: list[Any], acc: Accumulator) -> None:
+        """A time-based batch fell due (or shutdown came): hand it to the batcher's
+        flush_callback, else the block's on_batch_timeout, and route what it returns like
+        on_data's result; with neither, route the spec's ``{"batch": [...]}`` output."""
         sources = [packet_of(item) for item in batch]
         source = next((p for p in reversed(sources) if p is not None), AIOSPacket())
+        callback = batcher.flush_callback
+        flush = callback if callback is not None else self._on_batch_timeout
+        name = "flush_callback" if callback is not None else "on_batch_timeout"
         try:
-            ret = on_batch_timeout(batch)
+            if flush is None:
+                ret: Any = (True, batch_output(batch))
+            else:
+                ret = flush(batch)
+                if ret is None and callback is not None:
+                    ret = (True, None)  # a flush_callback that returns nothing: no output
         except Exception as exc:
-            ret = raised("on_batch_timeout", exc)
+            ret = raised(name, exc)
         # Outputs carry no sources (the batch's inputs were acknowledged when they were held);
         # a failure carries the batch's packets, so the dead letter can be replayed.
         job = _Job(PreProcessResult(source), source, ())

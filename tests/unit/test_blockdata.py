@@ -9,7 +9,7 @@ from typing import ClassVar
 
 import pytest
 
-from aios_instance.blockdata import load_block_data
+from aios_instance.blockdata import BlockData, load_block_data
 from aios_instance.errors import ConfigError
 
 DOC = {
@@ -105,3 +105,34 @@ def test_custom_init_data_merges(tmp_path: Path) -> None:
     )
     assert data.parameters == {"threshold": 0.6, "extra": 1}
     assert data.init_data == {"model": "m2", "nested": {"a": 1, "b": 3}}
+
+
+SAVER = {"saver": {"external": True, "external_redis_url": "saver:6380"}}
+AUDIT = {"audit": {"external": False}}
+
+
+def test_sidecars_from_each_place() -> None:
+    assert BlockData({"blockInitData": {"side_cars": SAVER}}).sidecars == SAVER
+    assert BlockData({"sidecars": SAVER}).sidecars == SAVER
+    assert BlockData({"initSettings": {"sidecars": SAVER}}).sidecars == SAVER
+    assert BlockData({"blockInitData": {"side_cars": {}}, "sidecars": AUDIT}).sidecars == AUDIT
+    assert BlockData({}).sidecars == {} and BlockData({}).sidecar_places() == []
+
+
+def test_the_platforms_place_wins_and_the_others_are_named_in_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    j = tmp_path / "block.json"
+    doc = {"blockInitData": {"side_cars": SAVER}, "sidecars": AUDIT, "initSettings": {}}
+    j.write_text(json.dumps(doc))
+    data = load_block_data("b1", file=str(j))
+    assert data.sidecars == SAVER
+    assert data.sidecar_places() == ["blockInitData.side_cars", "sidecars"]
+    assert "using blockInitData.side_cars, ignoring sidecars" in caplog.text
+    only_top = BlockData({"sidecars": AUDIT, "initSettings": {"sidecars": SAVER}})
+    assert only_top.sidecars == AUDIT
+
+
+def test_custom_init_data_side_cars_land_in_the_platforms_place() -> None:
+    data = load_block_data("b1", custom_init_data={"side_cars": SAVER})
+    assert data.init_data == {"side_cars": SAVER} and data.sidecars == SAVER

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from aios_instance.batchers import _batch_claims
 from aios_instance.errors import DataDecodeError
 from aios_instance.packet import AIOSPacket, FileInfo, decode_packet, make_packet
 from aios_instance.tools import (
@@ -22,7 +23,6 @@ from aios_instance.tools import (
     MuxedData,
     Muxer,
     TimeBasedBatcher,
-    _batch_claims,
 )
 from tests.support import FakeClock
 
@@ -592,3 +592,14 @@ def test_batchers_are_thread_safe(make: Callable[[], Batcher | TimeBasedBatcher]
     assert len(batches) == 10_000 // 7 and len(rest) == 10_000 % 7
     items = [item for b in batches for item in b] + rest
     assert Counter(items) == Counter((t, i) for t in range(4) for i in range(2_500))
+
+
+def test_time_based_batcher_takes_the_existing_sdks_flush_callback() -> None:
+    def flush(batch: list[Any]) -> None:
+        return None
+
+    assert TimeBasedBatcher(2, 1.0, flush).flush_callback is flush
+    assert TimeBasedBatcher(2, 1.0, flush_callback=flush).flush_callback is flush
+    assert TimeBasedBatcher(2, 1.0).flush_callback is None
+    with pytest.raises(TypeError, match="flush_callback must be callable"):
+        TimeBasedBatcher(2, 1.0, flush_callback="nope")  # type: ignore[arg-type]

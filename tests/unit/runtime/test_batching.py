@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import gc
-import logging
 import threading
 from typing import Any
-
-import pytest
 
 from aios_instance import (
     AIOSPacket,
@@ -17,8 +14,7 @@ from aios_instance import (
     TimeBasedBatcher,
     make_packet,
 )
-from aios_instance.runtime.batching import TimeBatchers, report_unflushed
-from aios_instance.runtime.outcome import Accumulator
+from aios_instance.runtime.batching import TimeBatchers, batch_output
 from tests.support import FakeClock
 
 
@@ -67,11 +63,11 @@ def test_batchers_kept_as_attributes_are_known_from_the_start() -> None:
             self.other = "not a batcher"
 
     block = Block()
-    assert TimeBatchers(block, on_time=True).known() == [block.batcher]
+    assert TimeBatchers(block).known() == [block.batcher]
 
 
 def test_only_batches_started_inside_the_pipelines_calls_are_claimed() -> None:
-    batchers = TimeBatchers(object(), on_time=True)
+    batchers = TimeBatchers(object())
     outside, inside, elsewhere = (TimeBasedBatcher(N=5, T=1.0) for _ in range(3))
     outside.add_to_batch(1)
     with batchers:
@@ -83,7 +79,7 @@ def test_only_batches_started_inside_the_pipelines_calls_are_claimed() -> None:
 
 
 def test_nested_pipelines_claim_their_own_batchers() -> None:
-    outer, inner = TimeBatchers(object(), on_time=True), TimeBatchers(object(), on_time=True)
+    outer, inner = TimeBatchers(object()), TimeBatchers(object())
     first, second, third = (TimeBasedBatcher(N=5, T=1.0) for _ in range(3))
     with outer:
         first.add_to_batch(1)
@@ -94,32 +90,15 @@ def test_nested_pipelines_claim_their_own_batchers() -> None:
 
 
 def test_a_dropped_batcher_is_forgotten() -> None:
-    batchers = TimeBatchers(object(), on_time=True)
+    batchers = TimeBatchers(object())
     with batchers:
         TimeBasedBatcher(N=5, T=1.0).add_to_batch(1)
     gc.collect()
     assert batchers.known() == [] and batchers.next_deadline() is None
 
 
-def test_a_late_batcher_without_on_batch_timeout_warns_once(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    batchers = TimeBatchers(object(), on_time=False)
-    kept = [TimeBasedBatcher(N=5, T=1.0) for _ in range(2)]
-    with caplog.at_level(logging.WARNING, logger="aios_instance.runtime.muxing"), batchers:
-        for batcher in kept:
-            batcher.add_to_batch(1)
-    assert len(caplog.records) == 1 and "on_batch_timeout" in caplog.records[0].getMessage()
-    assert batchers.known() == kept
-    assert batchers.next_deadline() is None and list(batchers.due(1e12)) == []
-    assert list(batchers.flush_all()) == [[1], [1]]
-
-
-def test_an_unflushed_batch_keeps_only_what_is_a_packet() -> None:
+def test_a_batch_nobody_takes_becomes_the_specs_batch_output() -> None:
     packet = make_packet({"v": 1}, session_id="s", seq_no=4, ts=1.0)
-    acc = Accumulator()
-    report_unflushed([packet, PreProcessResult(packet=packet), "text"], acc)
-    [failure] = acc.failures
-    assert failure.reason.endswith("(1 of them are not packets: not kept)")
-    assert failure.packets == (packet.SerializeToString(),) * 2
-    assert (failure.session_id, failure.seq_no, failure.stage) == ("s", 4, "batch")
+    text = make_packet("not json", session_id="s")
+    items = [packet, PreProcessResult(packet=packet), OnDataResult(output={"o": 1}), text, 7]
+    assert batch_output(items).output == {"batch": [{"v": 1}, {"v": 1}, {"o": 1}, "not json", 7]}

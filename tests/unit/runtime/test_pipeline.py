@@ -267,38 +267,82 @@ class SpecTimed(Echo):
         return True, OnDataResult(output={"batch": [json.loads(p.data) for p in packets]})
 
 
-def test_a_due_batch_without_on_batch_timeout_waits_for_the_blocks_next_add() -> None:
-    tester = BlockTester(SpecTimed)
-    assert tester.run({"v": 1}) == [] and tester.run({"v": 2}) == []
-    assert tester.pipeline.next_deadline() is None  # nobody could act on it: no wake-ups
-    tester.block.clock.now = 5.0  # long overdue
-    assert tester.tick(5.0) == [] and tester.failures == ()
-    assert len(tester.block.batcher) == 2  # still there, not discarded
-    assert tester.run({"v": 3}) == [{"batch": [{"v": 1}, {"v": 2}, {"v": 3}]}]
-    assert len(tester.block.batcher) == 0
+def test_a_lone_packet_comes_out_at_T_with_no_hook() -> None:
+    class Lone(SpecTimed):
+        def __init__(self, context: Any = None) -> None:
+            super().__init__()
+            self.batcher = TimeBasedBatcher(N=4, T=0.5, clock=self.clock)
+
+    tester = BlockTester(Lone)
+    assert tester.run({"v": 1}) == []
+    assert tester.pipeline.next_deadline() == 0.5  # the runtime's wake-up
+    assert tester.tick(0.49) == []
+    assert tester.tick(0.5) == [{"batch": [{"v": 1}]}]  # what on_data returns for a full batch
+    assert tester.failures == () and tester.pipeline.next_deadline() is None
 
 
 @pytest.mark.parametrize("keep", ["packet", "entry"])
-def test_drain_without_on_batch_timeout_dead_letters_the_held_items(keep: str) -> None:
+def test_without_a_hook_due_and_drained_batches_are_the_specs_batch_output(keep: str) -> None:
     class Block(SpecTimed):
         pass
 
     Block.keep = keep
     tester = BlockTester(Block)
     sent = [make_packet({"v": i}, session_id="s", seq_no=i, ts=1.0) for i in range(3)]
-    for packet in sent:
+    for packet in sent[:2]:
         assert tester.run_packet(packet) == []
+    assert tester.tick(1.0) == [{"batch": [{"v": 0}, {"v": 1}]}]
+    assert decode_packet(tester.last_result.outputs[0].payload).seq_no == 1  # the last item's
+    assert tester.run_packet(sent[2]) == []
     result = tester.pipeline.drain()
-    assert result.outputs == () and result.held == 0
-    [failure] = result.failures
-    assert (failure.outcome, failure.stage) == (Outcome.USER_ERROR, "batch")
-    assert failure.reason == (
-        "time-based batch of 3 items still buffered at shutdown and the block defines no "
-        "on_batch_timeout"
-    )
-    assert (failure.session_id, failure.seq_no) == ("s", 0)
-    assert [decode_packet(raw) for raw in failure.packets] == sent  # replayable as they were
-    assert len(tester.block.batcher) == 0 and tester.pipeline.drain().failures == ()
+    assert result.failures == () and len(result.outputs) == 1
+    assert json.loads(decode_packet(result.outputs[0].payload).data) == {"batch": [{"v": 2}]}
+    assert len(tester.block.batcher) == 0 and tester.pipeline.drain().outputs == ()
+
+
+class Called(SpecTimed):
+    """The existing SDK's way: TimeBasedBatcher(N, T, flush_callback=...)."""
+
+    mode = "ok"
+
+    def __init__(self, context: Any = None) -> None:
+        super().__init__()
+        self.batcher = TimeBasedBatcher(10, 1.0, flush_callback=self.flush, clock=self.clock)
+        self.flushed: list[list[Any]] = []
+
+    def flush(self, batch: list[AIOSPacket]) -> Any:
+        self.flushed.append(batch)
+        if self.mode == "raise":
+            raise RuntimeError("flush broke")
+        if self.mode == "none":
+            return None
+        return True, OnDataResult(output={"flushed": len(batch)})
+
+    def on_batch_timeout(self, batch: list[AIOSPacket]) -> Any:
+        raise AssertionError("flush_callback comes first")
+
+
+@pytest.mark.parametrize("mode", ["ok", "none", "raise"])
+def test_flush_callback_gets_the_due_batch_and_its_return_is_routed(mode: str) -> None:
+    class Block(Called):
+        pass
+
+    Block.mode = mode
+    tester = BlockTester(Block)
+    sent = [make_packet({"v": i}, session_id="t", seq_no=i, ts=2.0) for i in range(2)]
+    for packet in sent:
+        tester.run_packet(packet)
+    outputs = tester.tick(1.0)
+    assert [len(b) for b in tester.block.flushed] == [2]
+    if mode == "ok":
+        assert outputs == [{"flushed": 2}] and tester.failures == ()
+    elif mode == "none":
+        assert outputs == [] and tester.failures == ()
+    else:
+        [failure] = tester.failures
+        assert failure.outcome is Outcome.USER_ERROR and "flush_callback" in failure.reason
+        assert [decode_packet(raw) for raw in failure.packets] == sent
+    assert tester.pipeline.next_deadline() is None
 
 
 @pytest.mark.parametrize("mode", ["raise", "false", "garbage"])
@@ -321,16 +365,6 @@ def test_a_failing_on_batch_timeout_carries_the_batch_packets(mode: str) -> None
     assert [decode_packet(raw) for raw in failure.packets] == sent
     assert (mode == "raise") is ("flush broke" in failure.reason)
     assert tester.pipeline.next_deadline() is None
-
-
-def test_the_startup_warning_says_what_becomes_of_a_due_batch(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    with caplog.at_level(logging.WARNING, logger="aios_instance.runtime.muxing"):
-        pipeline_for(SpecTimed())
-    [message] = [r.getMessage() for r in caplog.records if "TimeBasedBatcher" in r.getMessage()]
-    assert "next add_to_batch() returns it" in message
-    assert "at shutdown are dead-lettered" in message
 
 
 # -- the spec's blocks with a Muxer --------------------------------------------------------------
