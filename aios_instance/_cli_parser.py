@@ -17,13 +17,15 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see '{self.prog} --help')\n")
 
 
-def parser() -> argparse.ArgumentParser:
-    """The ``aios-instance`` parser: run, send, tail, dead, and the options they share."""
+def parser(version: str = "aios-instance") -> argparse.ArgumentParser:
+    """The ``aios-instance`` parser: run, send, tail, dead, and the options they share;
+    ``--version`` prints ``version``."""
     p = _Parser(prog="aios-instance", description="Run AIOS blocks and talk to them over Redis.")
+    p.add_argument("--version", action="version", version=version)
     _add_common(p, None)
     common = _Parser(add_help=False)
     _add_common(common, argparse.SUPPRESS)  # also accepted after the command
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    sub = p.add_subparsers(dest="command", required=False, metavar="COMMAND", parser_class=_Parser)
 
     def command(name: str, help: str, description: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help, description=description, parents=[common])
@@ -51,6 +53,9 @@ def parser() -> argparse.ArgumentParser:
     tail.add_argument("queue")
     tail.add_argument("--count", type=int, help="stop after N packets")
     tail.add_argument("--timeout", type=float, default=0.0, help="stop after S seconds")
+    tail.add_argument(
+        "--peek", action="store_true", help="print what the list holds now (oldest first), pop none"
+    )
 
     dead = command("dead", "inspect and replay dead letters", "Inspect and replay {block_id}_dead.")
     dead.add_argument("action", choices=("list", "show", "replay"))

