@@ -21,7 +21,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client import start_http_server as _start_http_server
 
 from .errors import UnknownMetricError
@@ -90,7 +98,11 @@ class AIOSMetrics:
         self.block_id = block_id
         self.instance_id = instance_id
         self.node_id = node_id  # the snapshot's nodeId when snapshot() is given none
-        self._registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        if registry is None:
+            registry = CollectorRegistry(auto_describe=True)
+            _describe_process(registry, block_id, instance_id)
+        self._registry = registry
+        self._scraped = _WithoutCreated(registry)
         self._entries: dict[str, _Entry] = {}
         self._lock = threading.Lock()
 
@@ -205,8 +217,9 @@ class AIOSMetrics:
     # -- reading --------------------------------------------------------------------------
 
     def expose(self) -> bytes:
-        """The Prometheus text exposition of every metric on this registry."""
-        return generate_latest(self._registry)
+        """The Prometheus text exposition of every metric on this registry (no ``_created``
+        series)."""
+        return generate_latest(self._scraped)  # type: ignore[arg-type,unused-ignore]
 
     def sample(self, name: str, labels: Mapping[str, str] | None = None) -> float | None:
         """One sample's value by its exposition name (e.g. ``x_total``, ``h_count``), or None."""
@@ -232,9 +245,37 @@ class AIOSMetrics:
 
     def serve_http(self, port: int, addr: str = "0.0.0.0") -> MetricsServer:
         """Serve this registry's exposition over HTTP on a daemon thread (``port=0``: any)."""
-        server, thread = _start_http_server(port, addr=addr, registry=self._registry)
+        scraped: Any = self._scraped
+        server, thread = _start_http_server(port, addr=addr, registry=scraped)
         log.info("serving Prometheus metrics on %s:%d", addr, server.server_port)
         return MetricsServer(server, thread)
+
+
+def _describe_process(registry: CollectorRegistry, block_id: str, instance_id: str) -> None:
+    """The process's own series (``process_*``: CPU, memory, file descriptors) and one
+    ``aios_block_info{block_id, instance_id} 1`` that joins them to the block."""
+    ProcessCollector(registry=registry)
+    if block_id or instance_id:
+        info = Info("aios_block", "The block and instance this process serves", registry=registry)
+        info.info({"block_id": block_id, "instance_id": instance_id})
+
+
+class _WithoutCreated:
+    """The registry as it is scraped: without the ``*_created`` samples (a timestamp per
+    series that doubles the exposition and that nothing here reads)."""
+
+    def __init__(self, registry: Any) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterable[Any]:
+        for family in self._registry.collect():
+            created = family.name + "_created"
+            family.samples = [s for s in family.samples if s.name != created]
+            yield family
+
+    def restricted_registry(self, names: Iterable[str]) -> _WithoutCreated:
+        """What ``?name[]=...`` asks for, still without ``_created``."""
+        return _WithoutCreated(self._registry.restricted_registry(names))
 
 
 def _check_names(name: str, labelnames: Sequence[str] | None) -> None:

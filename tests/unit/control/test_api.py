@@ -252,7 +252,7 @@ def test_probes_answer_while_the_block_is_constructed(redis_server: EmbeddedRedi
         assert runtime.wait(10)
 
 
-class BrokenStart:
+class BrokenStart(PassThrough):
     def __init__(self, context: Any) -> None:
         raise RuntimeError("model file missing")
 
