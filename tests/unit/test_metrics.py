@@ -310,3 +310,20 @@ def test_serve_http_serves_the_private_registry(metrics: AIOSMetrics) -> None:
     assert 'detections_total{cls="car"} 2.0' in body
     assert "python_gc_objects_collected_total" not in body  # not the global registry
     assert not server.thread.is_alive()
+
+
+def test_the_exposition_has_process_series_and_the_block_and_no_created_series() -> None:
+    metrics = AIOSMetrics(block_id="det", instance_id="det-0")
+    metrics.register_counter("jobs_total", "Jobs")
+    metrics.register_histogram("latency_seconds", "Latency")
+    text = metrics.expose().decode()
+    assert "_created" not in text
+    assert 'aios_block_info{block_id="det",instance_id="det-0"} 1.0' in text
+    assert "process_resident_memory_bytes" in text
+    assert "jobs_total 0.0" in text and "latency_seconds_count 0.0" in text
+
+
+def test_a_registry_given_by_the_caller_is_left_as_it_is() -> None:
+    registry = CollectorRegistry()
+    AIOSMetrics(block_id="det", registry=registry)
+    assert list(registry.collect()) == []
