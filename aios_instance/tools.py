@@ -185,13 +185,26 @@ class Muxer:
 
     @property
     def store(self) -> Mapping[GroupKey, list[AIOSPacket]]:
-        """Read-only live view: open group key → its packets so far (a copy per read)."""
-        return _GroupsView(self, lambda group: list(group.packets))
+        """Read-only live view: open group key → its packets so far (a copy per read).
+
+        A subclass written like the spec's reference class assigns its own ``store`` and
+        ``counts`` (and keeps its groups there): what it assigns is what it reads back."""
+        own: Mapping[GroupKey, list[AIOSPacket]] | None = self.__dict__.get("_own_store")
+        return own if own is not None else _GroupsView(self, lambda group: list(group.packets))
+
+    @store.setter
+    def store(self, value: Mapping[GroupKey, list[AIOSPacket]]) -> None:
+        self.__dict__["_own_store"] = value
 
     @property
     def counts(self) -> Mapping[GroupKey, int]:
         """Read-only live view: open group key → number of packets received so far."""
-        return _GroupsView(self, lambda group: len(group.packets))
+        own: Mapping[GroupKey, int] | None = self.__dict__.get("_own_counts")
+        return own if own is not None else _GroupsView(self, lambda group: len(group.packets))
+
+    @counts.setter
+    def counts(self, value: Mapping[GroupKey, int]) -> None:
+        self.__dict__["_own_counts"] = value
 
     def is_buffered(self, packet: AIOSPacket) -> bool:
         """Whether this very packet object waits in an open group.

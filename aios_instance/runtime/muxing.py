@@ -7,6 +7,11 @@ it is built, and puts a default in for each one missing (nothing evicted, expire
 no deadline; no ``is_buffered``: the muxer owns what it takes, said once in a warning). Per
 packet it then calls stored bound methods, and never asks the muxer what it has.
 
+A `tools.Muxer` subclass written like the spec's reference class (its own ``__init__``; Muxer's
+state never set up) is used the same way, through its ``process_packet`` only. A merged packet
+whose ``data`` is a dict or list (the reference merge assigns a dict) gets its JSON text once,
+when it is handed over (a dict becomes a `MuxedData`).
+
 `Muxing` keeps the bytes of the packets the muxer buffers, by group key, until the group ends:
 merged, expired, evicted or handed back at shutdown. Only what ``is_buffered`` confirms goes
 in, so a packet the muxer filters out is never kept, and a group that ends is reported once.
@@ -14,12 +19,14 @@ in, so a packet the muxer filters out is never kept, and a group that ends is re
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
-from ..packet import AIOSPacket
-from ..tools import GroupKey
+from .. import _json
+from ..packet import AIOSPacket, MuxedData
+from ..tools import GroupKey, Muxer
 from .batching import reencode
 from .outcome import Accumulator, Outcome, raised
 
@@ -125,16 +132,18 @@ class Muxing:
     def __init__(self, muxer: PacketMuxer, block_name: str) -> None:
         self.muxer = muxer
         self._process: Callable[[AIOSPacket], AIOSPacket | None] = muxer.process_packet
+        # A Muxer subclass written like the spec's reference class (its own __init__, which
+        # never runs Muxer's) has only its process_packet to go by: Muxer's others need state.
+        spec_style = isinstance(muxer, Muxer) and "_groups" not in vars(muxer)
+        has = object() if spec_style else muxer
         self._is_buffered: Callable[[AIOSPacket], bool] = _resolve(
-            muxer, "is_buffered", _owned_by_muxer
+            has, "is_buffered", _owned_by_muxer
         )
-        self._take_evicted: Callable[[], Iterable[Any]] = _resolve(
-            muxer, "take_evicted", _no_groups
-        )
-        self._expire: Callable[[float], Iterable[Any]] = _resolve(muxer, "expire", _none_expire)
-        self._drain: Callable[[], Iterable[Any]] = _resolve(muxer, "drain", _no_groups)
+        self._take_evicted: Callable[[], Iterable[Any]] = _resolve(has, "take_evicted", _no_groups)
+        self._expire: Callable[[float], Iterable[Any]] = _resolve(has, "expire", _none_expire)
+        self._drain: Callable[[], Iterable[Any]] = _resolve(has, "drain", _no_groups)
         self._next_deadline: Callable[[], float | None] = _resolve(
-            muxer, "next_deadline", _no_deadline
+            has, "next_deadline", _no_deadline
         )
         self._buffered: Buffered = {}
         if self._is_buffered is _owned_by_muxer:
@@ -164,6 +173,7 @@ class Muxing:
             return None
         if merged is packet:
             return merged, (raw,)
+        _json_text(merged)
         entries = self._buffered.pop(key, None)
         if not entries:
             return merged, (raw,)
@@ -258,6 +268,16 @@ class Muxing:
         elif len(mine) < len(entries):
             self._buffered[key] = [entry for entry in entries if id(entry[0]) not in ids]
         return [raw for raw in (r or reencode(pkt) for pkt, r in mine) if raw]
+
+
+def _json_text(merged: Any) -> None:
+    """Give a merged packet's dict or list ``data`` (the spec's reference merge assigns a dict)
+    its JSON text, so ``json.loads(packet.data)`` works downstream: a dict becomes a
+    `MuxedData` (still readable as the dict). Data JSON cannot hold is left as it is."""
+    data = getattr(merged, "data", None)
+    if type(data) is dict or type(data) is list:
+        with contextlib.suppress(TypeError, ValueError):
+            merged.data = MuxedData(data) if type(data) is dict else _json.dumps(data)
 
 
 def _resolve(muxer: object, name: str, default: Callable[..., Any]) -> Any:

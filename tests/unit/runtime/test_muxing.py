@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
@@ -175,3 +177,65 @@ def test_hand_back_returns_every_buffered_input_once() -> None:
         feed(muxing, raw)
     assert sorted(muxing.hand_back()) == sorted(raws)
     assert muxing.hand_back() == [] and muxing.buffered_raws() == []
+
+
+# -- the spec's reference Muxer, written as a subclass ------------------------------------------
+
+
+class ReferenceMuxer(Muxer):
+    """The spec's reference class as a subclass: its own __init__ (Muxer's never runs), its own
+    store/counts, and a merge that assigns a plain dict (or, with ``as_list``, a list)."""
+
+    as_list = False
+
+    def __init__(self, N: int) -> None:
+        self.N = N
+        self.store = defaultdict(list)
+        self.counts = defaultdict(int)
+
+    def process_packet(self, packet: AIOSPacket) -> AIOSPacket | None:
+        key = (packet.session_id, packet.seq_no)
+        self.store[key].append(packet)
+        self.counts[key] += 1
+        if self.counts[key] == self.N:
+            merged = self._merge_packets(self.store[key])
+            del self.store[key]
+            del self.counts[key]
+            return merged
+        return None
+
+    def _merge_packets(self, packets: Any) -> AIOSPacket:
+        merged_data = {"inputs": [json.loads(p.data) for p in packets]}
+        base_packet = copy.deepcopy(packets[0])
+        base_packet.data = merged_data["inputs"] if self.as_list else merged_data
+        base_packet.files = [file for p in packets for file in p.files]
+        return base_packet
+
+
+@pytest.mark.parametrize("as_list", [False, True])
+def test_a_reference_style_subclass_hands_over_json_text(as_list: bool) -> None:
+    muxer = ReferenceMuxer(N=2)
+    muxer.as_list = as_list
+    muxing = Muxing(muxer, "block")
+    assert feed(muxing, raw_of(1))[0] is None
+    (merged, raws), acc = feed(muxing, raw_of(2))
+    inputs = [{"v": 1}, {"v": 2}]
+    assert isinstance(merged.data, str)  # text, as json.loads(packet.data) needs
+    assert json.loads(merged.data) == (inputs if as_list else {"inputs": inputs})
+    if not as_list:
+        assert merged.data["inputs"] == inputs  # a MuxedData: still readable as the dict
+    assert raws == (raw_of(2),) and acc.failures == []
+    assert muxing.next_deadline() is None and muxing.hand_back() == []
+    assert muxer.store == {} and muxer.counts == {}  # its own dicts, read back
+
+
+def test_data_json_cannot_hold_is_left_as_it_is() -> None:
+    class Odd(ReferenceMuxer):
+        def _merge_packets(self, packets: Any) -> AIOSPacket:
+            merged = super()._merge_packets(packets)
+            merged.data = {"inputs": object()}
+            return merged
+
+    muxing = Muxing(Odd(N=1), "block")
+    (merged, _), _ = feed(muxing, raw_of(1))
+    assert type(merged.data) is dict
