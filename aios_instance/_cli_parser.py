@@ -34,6 +34,13 @@ def parser(version: str = "aios-instance") -> argparse.ArgumentParser:
     run.add_argument("block", help="FILE.py:Class or module:Class")
     run.add_argument("--block-data", help="local JSON/YAML block-data document")
 
+    dev = command(
+        "dev",
+        "run the blocks of a graph file",
+        "Run several blocks of a chain (a graph YAML file) on one Redis; Ctrl-C stops them.",
+    )
+    dev.add_argument("graph", help="graph YAML file (blocks and their wiring)")
+
     send = command("send", "send a job to a block", "Send a job.")
     send.add_argument("--data", help="JSON for the packet's data")
     send.add_argument("--file", action="append", help="attach a file (repeatable)")

@@ -31,12 +31,14 @@ from .settings import Settings
 __all__ = ["Shared", "attach", "client_settings", "detach", "read_state", "state_file"]
 
 
-def state_file(explicit: str | None = None) -> Path:
-    """``--state-file``, else one per user and folder (``$TMPDIR/aios-instance-<uid>/``)."""
+def state_file(explicit: str | None = None, folder: Path | None = None) -> Path:
+    """``--state-file``, else one per user and folder (``$TMPDIR/aios-instance-<uid>/``):
+    ``folder``'s, by default the current directory's."""
     if explicit:
         return Path(explicit)
-    folder = hashlib.sha256(os.getcwd().encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"aios-instance-{os.getuid()}" / f"{folder}.json"
+    where = str(folder.resolve()) if folder is not None else os.getcwd()
+    name = hashlib.sha256(where.encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"aios-instance-{os.getuid()}" / f"{name}.json"
 
 
 @dataclass(frozen=True)
@@ -137,9 +139,12 @@ def read_state(path: Path) -> dict[str, Any] | None:
     return state if state is not None and state["users"] else None
 
 
-def client_settings(settings: Settings, explicit: str | None = None) -> Settings:
+def client_settings(
+    settings: Settings, explicit: str | None = None, *, needs_block: bool = True
+) -> Settings:
     """For send/tail/dead: the configured Redis, else the folder's embedded one. The block
-    id defaults to the running block's when exactly one block runs there."""
+    id defaults to the running block's when exactly one block runs there (several: an error
+    when the command ``needs_block``)."""
     if settings.redis_configured:
         return settings
     path = state_file(explicit)
@@ -153,7 +158,7 @@ def client_settings(settings: Settings, explicit: str | None = None) -> Settings
     block_id = settings.block_id
     if not settings.block_id_configured:
         blocks = sorted({b for b in state["users"].values() if b})
-        if len(blocks) > 1:
+        if len(blocks) > 1 and needs_block:
             raise ConfigError(f"blocks {', '.join(blocks)} run here: pass --block-id")
-        block_id = blocks[0] if blocks else block_id
+        block_id = blocks[0] if len(blocks) == 1 else block_id
     return settings.with_overrides(redis_url_override=state["url"], block_id=block_id)

@@ -29,6 +29,7 @@ from types import FrameType
 from typing import Any
 
 from . import _json, keys
+from ._cli_dev import run_dev
 from ._cli_parser import parser
 from ._cli_redis import checked_client, normalise_flag, origin
 from ._cli_send import as_bytes, describe, send, tail
@@ -138,11 +139,13 @@ def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
 
 
 # -- send / tail ----------------------------------------------------------------------------
-def _client(args: argparse.Namespace, settings: Settings, timeout_s: float = 5.0) -> Any:
+def _client(
+    args: argparse.Namespace, settings: Settings, timeout_s: float = 5.0, needs_block: bool = True
+) -> Any:
     """The settings for a client command (the folder's embedded Redis unless one is
     configured) and a client that answered PING."""
     source = origin(args.redis, settings, state_file(args.state_file))
-    settings = client_settings(settings, args.state_file)
+    settings = client_settings(settings, args.state_file, needs_block=needs_block)
     url = settings.redis_url
     return settings, checked_client(connect(url, socket_timeout_s=timeout_s), url, source)
 
@@ -153,7 +156,7 @@ def _cmd_send(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
-    _, client = _client(args, settings, max(args.timeout, 1.0) + 5)
+    _, client = _client(args, settings, max(args.timeout, 1.0) + 5, needs_block=False)
     return tail(args, client)
 
 
@@ -213,7 +216,17 @@ def _pick(records: Sequence[bytes], indexes: Sequence[int], *, every: bool) -> l
     return list(indexes)
 
 
-_COMMANDS = {"run": _cmd_run, "send": _cmd_send, "tail": _cmd_tail, "dead": _cmd_dead}
+def _cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
+    return run_dev(args.graph, settings, args.state_file)
+
+
+_COMMANDS = {
+    "run": _cmd_run,
+    "dev": _cmd_dev,
+    "send": _cmd_send,
+    "tail": _cmd_tail,
+    "dead": _cmd_dead,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
