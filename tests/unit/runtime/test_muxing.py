@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
-from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +23,7 @@ from aios_instance.runtime.muxing import (
 )
 from aios_instance.runtime.outcome import Accumulator, Outcome
 from aios_instance.tools import ExpiredGroup
+from tests.compat.blocks import ReferenceMuxer
 from tests.support import FakeClock
 
 
@@ -179,43 +178,21 @@ def test_hand_back_returns_every_buffered_input_once() -> None:
     assert muxing.hand_back() == [] and muxing.buffered_raws() == []
 
 
-# -- the spec's reference Muxer, written as a subclass ------------------------------------------
+# -- the spec's reference Muxer, written as a subclass (tests/compat/blocks.py) ------------------
 
 
-class ReferenceMuxer(Muxer):
-    """The spec's reference class as a subclass: its own __init__ (Muxer's never runs), its own
-    store/counts, and a merge that assigns a plain dict (or, with ``as_list``, a list)."""
-
-    as_list = False
-
-    def __init__(self, N: int) -> None:
-        self.N = N
-        self.store = defaultdict(list)
-        self.counts = defaultdict(int)
-
-    def process_packet(self, packet: AIOSPacket) -> AIOSPacket | None:
-        key = (packet.session_id, packet.seq_no)
-        self.store[key].append(packet)
-        self.counts[key] += 1
-        if self.counts[key] == self.N:
-            merged = self._merge_packets(self.store[key])
-            del self.store[key]
-            del self.counts[key]
-            return merged
-        return None
+class ListMuxer(ReferenceMuxer):
+    """The reference merge, with a list (not the dict) as the merged data."""
 
     def _merge_packets(self, packets: Any) -> AIOSPacket:
-        merged_data = {"inputs": [json.loads(p.data) for p in packets]}
-        base_packet = copy.deepcopy(packets[0])
-        base_packet.data = merged_data["inputs"] if self.as_list else merged_data
-        base_packet.files = [file for p in packets for file in p.files]
-        return base_packet
+        merged: AIOSPacket = super()._merge_packets(packets)
+        merged.data = merged.data["inputs"]
+        return merged
 
 
 @pytest.mark.parametrize("as_list", [False, True])
 def test_a_reference_style_subclass_hands_over_json_text(as_list: bool) -> None:
-    muxer = ReferenceMuxer(N=2)
-    muxer.as_list = as_list
+    muxer = ListMuxer(N=2) if as_list else ReferenceMuxer(N=2)
     muxing = Muxing(muxer, "block")
     assert feed(muxing, raw_of(1))[0] is None
     (merged, raws), acc = feed(muxing, raw_of(2))
@@ -236,6 +213,7 @@ def test_data_json_cannot_hold_is_left_as_it_is() -> None:
             merged.data = {"inputs": object()}
             return merged
 
-    muxing = Muxing(Odd(N=1), "block")
-    (merged, _), _ = feed(muxing, raw_of(1))
+    muxing = Muxing(Odd(N=2), "block")
+    assert feed(muxing, raw_of(1))[0] is None
+    (merged, _), _ = feed(muxing, raw_of(2))
     assert type(merged.data) is dict
