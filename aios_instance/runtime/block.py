@@ -185,8 +185,7 @@ class Runtime:
         try:
             self.source.start()
         except TransportError as exc:
-            msg = f"cannot reach the instance Redis at {redact(s.redis_url)}: {exc}"
-            raise ConfigError(msg) from None
+            raise ConfigError(_unreachable(s, exc)) from None
         try:
             self._start_services()
             log.info(
@@ -286,6 +285,17 @@ class Runtime:
         if muxer is not None and hasattr(muxer, "open_groups"):
             m.set_muxer_open_groups(muxer.open_groups)
         m.set_oldest_age_s(_age_s(backlog.oldest()))
+
+
+def _unreachable(s: Settings, exc: Exception) -> str:
+    """Why the instance Redis could not be reached: where its URL came from, what to do."""
+    given = sorted(s.configured & {"AIOS_REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_DB"})
+    source = f"from {', '.join(given)}" if given else "the default (no REDIS_* set)"
+    return (
+        f"cannot reach the instance Redis at {redact(s.redis_url)} ({source}): {exc}. "
+        "Start redis-server there, or point AIOS_REDIS_URL (or REDIS_HOST/REDIS_PORT) at a "
+        "running one; `aios-instance run` starts one for development when none is set."
+    )
 
 
 def _construct(block_class: type[Any], context: Context) -> Any:

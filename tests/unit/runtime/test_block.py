@@ -13,9 +13,11 @@ import pytest
 import redis
 
 from aios_instance import Block, keys
-from aios_instance.embedded import EmbeddedRedis
+from aios_instance.embedded import EmbeddedRedis, free_port
+from aios_instance.errors import ConfigError
 from aios_instance.packet import decode_packet, make_packet
 from aios_instance.runtime.block import _age_s
+from aios_instance.settings import Settings
 from tests.support import eventually
 from tests.unit.control.support import PassThrough, control_settings
 
@@ -98,3 +100,13 @@ def test_the_age_of_a_waiting_packet_comes_from_its_ts() -> None:
     assert 29 < _age_s(produced) < 60
     assert _age_s(make_packet({}, ts=0).SerializeToString()) == 0.0  # no ts: unknown
     assert _age_s(b"\xff\xff") == 0.0 and _age_s(None) == 0.0
+
+
+def test_an_unreachable_redis_says_where_the_url_came_from_and_what_to_do() -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    env = {"AIOS_REDIS_URL": url, "MGMT_PORT": "0", "METRICS_PORT": "0", "BLOCK_ID": "x"}
+    with pytest.raises(ConfigError) as caught:
+        Block(PassThrough, Settings.from_env(env)).run()
+    message = str(caught.value)
+    assert f"cannot reach the instance Redis at {url} (from AIOS_REDIS_URL)" in message
+    assert "Start redis-server there" in message
