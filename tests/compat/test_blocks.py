@@ -8,9 +8,18 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 import redis
 
-from aios_instance import BlockTester, TimeBasedBatcher, keys
+from aios_instance import (
+    AIOSMetrics,
+    BlockEvents,
+    BlockTester,
+    SessionsManager,
+    TestContext,
+    TimeBasedBatcher,
+    keys,
+)
 from aios_instance.blockdata import BlockData
 from aios_instance.embedded import EmbeddedRedis
 from aios_instance.packet import decode_packet, make_packet
@@ -126,3 +135,19 @@ def test_a_lone_packet_in_a_timed_block_comes_out_in_the_runtime(
         with running(block, redis_server, block_id=block_id):
             _send(redis_client, block_id, {"value": 0.7})
             assert _outputs(redis_client, block_id, 1) == [{key: [{"value": 0.7, "passed": True}]}]
+
+
+def test_the_specs_custom_context_with_a_standalone_block_events(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BLOCK_ID", "compat-env")
+    monkeypatch.delenv("BLOCK_EVENTS_REDIS_URL", raising=False)
+    context = TestContext()
+    context.block_init_parameters = {"threshold": 0.75}
+    context.metrics = AIOSMetrics()
+    context.sessions = SessionsManager()
+    context.events = BlockEvents()
+    tester = BlockTester.init_with_context(OldStyleBlock, context)
+    assert tester.run({"value": 0.6}) == [{"value": 0.6, "passed": False, "count": 1}]
+    [event] = context.events.recorded
+    assert event["block_id"] == "compat-env" and event["event_data"] == {"value": 0.6}
