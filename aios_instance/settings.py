@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -76,6 +77,18 @@ def _json_object(text: str) -> dict[str, Any]:
     return value
 
 
+_BLOCK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}")
+
+
+def _block_id(text: str) -> str:
+    """A block id is part of key and file names: a safe character set, no ``..``."""
+    if not _BLOCK_ID.fullmatch(text) or ".." in text:
+        raise ValueError(
+            "use 1-200 letters, digits, '_', '.', ':' or '-', starting with a letter or digit"
+        )
+    return text
+
+
 def _str(text: str) -> str:
     return text
 
@@ -118,7 +131,10 @@ class Settings:
     """Every setting of one instance; build with ``from_env()`` or ``replace()`` for overrides."""
 
     block_id: str = setting(
-        "BLOCK_ID", "block", "Block id; names the input list `{BLOCK_ID}_inputs`."
+        "BLOCK_ID",
+        "block",
+        "Block id; names the input list `{BLOCK_ID}_inputs` (letters, digits, `_ . : -`).",
+        _block_id,
     )
     instance_id: str = setting(
         "INSTANCE_ID", "", "This instance's id (default: `<hostname>-<pid>`)."
@@ -230,6 +246,10 @@ class Settings:
     configured: frozenset[str] = frozenset()  # variables that were set (env or override)
 
     def __post_init__(self) -> None:
+        try:
+            _block_id(self.block_id)
+        except ValueError as exc:  # also when given directly, not only from the environment
+            raise ConfigError(f"invalid BLOCK_ID={self.block_id!r}: {exc}") from None
         if not self.instance_id:
             object.__setattr__(self, "instance_id", f"{socket.gethostname()}-{os.getpid()}")
 

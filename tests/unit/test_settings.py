@@ -55,6 +55,8 @@ def test_existing_variables_are_read() -> None:
         ({"AIOS_VALIDATE_JSON": "maybe"}, "AIOS_VALIDATE_JSON"),
         ({"AIOS_CLAIM_BATCHES": "3"}, "unknown setting AIOS_CLAIM_BATCHES"),
         ({"METRICS_REDIS_HOST": "metrics:port"}, "METRICS_REDIS_HOST.*not a Redis address"),
+        ({"BLOCK_ID": "../secret"}, "BLOCK_ID='../secret'.*letters, digits"),
+        ({"BLOCK_ID": "a b"}, "BLOCK_ID"),
     ],
 )
 def test_invalid_values_name_the_variable(env: dict[str, str], needle: str) -> None:
@@ -117,3 +119,9 @@ def test_settings_are_a_frozen_dataclass_taking_keywords() -> None:
         s.block_id = "other"  # type: ignore[misc]
     masked = Settings(redis_url_override="redis://:secret@h:1/0", instance_id="i").as_dict()
     assert masked["redis_url_override"] == "redis://:***@h:1/0"
+
+
+def test_a_block_id_given_directly_is_checked_too() -> None:
+    with pytest.raises(ConfigError, match="invalid BLOCK_ID='x/y'"):
+        Settings(block_id="x/y")
+    assert Settings(block_id="det-1.v2:gpu_0").block_id == "det-1.v2:gpu_0"
