@@ -1,15 +1,17 @@
-"""``aios-instance``: run a block, send it jobs, watch lists, inspect dead letters.
+"""``aios-instance``: run a block (or a chain of them), send it jobs, watch lists, inspect
+dead letters.
 
     aios-instance run my_block.py:MyBlock [--block-data block.json] [--redis URL] [--block-id ID]
+    aios-instance dev graph.yaml
     aios-instance send --data '{"value": 0.7}' --wait
-    aios-instance tail OUTPUT
+    aios-instance tail OUTPUT [--peek]
     aios-instance dead list | show N | replay [N ...] | replay --all
 
-With no Redis configured, ``run`` starts an embedded redis-server on a free loopback port and
-records its URL in a small state file (``--state-file``), so ``send``/``tail``/``dead`` in
-another shell find it. ``--redis``, ``--block-id`` and ``--state-file`` go before or after the
-command. See docs/cli.md. The parser is in ``_cli_parser.py``, the state file in
-``_cli_state.py``.
+With no Redis configured, the commands started in one folder share one embedded redis-server
+(the first ``run`` starts it, the last one stops it; ``_cli_state.py``). ``--redis``,
+``--block-id`` and ``--state-file`` go before or after the command. See docs/cli.md. The
+parser is in ``_cli_parser.py``, send and tail in ``_cli_send.py``, dev in ``_cli_dev.py``,
+Redis errors in ``_cli_redis.py``.
 """
 
 from __future__ import annotations
@@ -86,9 +88,12 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         custom_init_data=settings.custom_init_data,
     )
     if settings.redis_configured:
-        url = settings.redis_url
-        checked_client(connect(url), url, origin(args.redis, settings)).close()
-        _serve(Block(block_class, settings, block_data=block_data), settings)
+        try:
+            _serve(Block(block_class, settings, block_data=block_data), settings)
+        except AIOSError:  # the runtime waited for its Redis (AIOS_STARTUP_TIMEOUT_S) and failed:
+            url = settings.redis_url  # if Redis is down, say where the URL came from instead
+            checked_client(connect(url), url, origin(args.redis, settings)).close()
+            raise
         return 0
     state_path = state_file(args.state_file)
     previous = signal.signal(signal.SIGTERM, _exit_on_signal)  # until Block.run takes over

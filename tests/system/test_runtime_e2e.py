@@ -23,6 +23,7 @@ import redis
 from aios_instance import keys
 from aios_instance.embedded import EmbeddedRedis, free_port
 from aios_instance.packet import decode_packet, make_packet
+from aios_instance.settings import VARIABLES
 from tests.support import ROOT, SIMPLE_BLOCK, eventually
 
 CLI = str(Path(sys.executable).with_name("aios-instance"))
@@ -116,6 +117,19 @@ def test_run_then_send_wait_prints_the_output(
     assert procs.terminate(proc) == 0
     assert client.smembers(keys.instances("simple")) == set()  # lease given up
     client.close()
+
+
+def test_run_against_a_redis_that_is_down_names_the_flag_and_the_next_step(
+    procs: Procs,
+) -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    known = {v.env for v in VARIABLES}
+    quick = {"AIOS_STARTUP_TIMEOUT_S": "0"} if "AIOS_STARTUP_TIMEOUT_S" in known else {}
+    proc = procs.run("run", SIMPLE_BLOCK, "--redis", url, **quick)
+    assert proc.wait(60) == 1
+    [error] = [line for line in procs.log(proc).splitlines() if line.startswith("error: ")]
+    assert error.startswith(f"error: cannot reach Redis at {url} (from --redis): ")
+    assert error.endswith("so that `aios-instance run` starts an embedded one")
 
 
 def test_run_with_no_redis_embeds_one_that_send_finds(procs: Procs, tmp_path: Path) -> None:
