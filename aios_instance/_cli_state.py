@@ -132,23 +132,29 @@ def detach(path: Path) -> bool:
     return True
 
 
-def read_state(path: Path) -> dict[str, Any] | None:
-    """The recorded state, or None when there is none or no process uses it any more."""
+def read_state(path: Path, *, join: bool = False) -> dict[str, Any] | None:
+    """The recorded state, or None when there is none or no process uses it any more.
+    ``join``: count this process as a user too (it must :func:`detach` when done), so the
+    server outlives the ``run`` that started it while, e.g., a ``tail`` still reads."""
     with _locked(path):
         state = _load(path)
-    return state if state is not None and state["users"] else None
+        if state is None or not state["users"]:
+            return None
+        if join:
+            _write(path, {**state, "users": {**state["users"], str(os.getpid()): None}})
+    return state
 
 
 def client_settings(
-    settings: Settings, explicit: str | None = None, *, needs_block: bool = True
+    settings: Settings, explicit: str | None = None, *, needs_block: bool = True, join: bool = False
 ) -> Settings:
-    """For send/tail/dead: the configured Redis, else the folder's embedded one. The block
-    id defaults to the running block's when exactly one block runs there (several: an error
-    when the command ``needs_block``)."""
+    """For send/tail/dead: the configured Redis, else the folder's embedded one (``join``:
+    as one of its users). The block id defaults to the running block's when exactly one
+    block runs there (several: an error when the command ``needs_block``)."""
     if settings.redis_configured:
         return settings
     path = state_file(explicit)
-    state = read_state(path)
+    state = read_state(path, join=join)
     if state is None:
         raise ConfigError(
             "no Redis configured and no `aios-instance run` with an embedded Redis found "

@@ -150,7 +150,7 @@ def _client(
     """The settings for a client command (the folder's embedded Redis unless one is
     configured) and a client that answered PING."""
     source = origin(args.redis, settings, state_file(args.state_file))
-    settings = client_settings(settings, args.state_file, needs_block=needs_block)
+    settings = client_settings(settings, args.state_file, needs_block=needs_block, join=True)
     url = settings.redis_url
     return settings, checked_client(connect(url, socket_timeout_s=timeout_s), url, source)
 
@@ -253,7 +253,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(
             level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
-        return _COMMANDS[args.command](args, settings)
+        try:
+            return _COMMANDS[args.command](args, settings)
+        finally:
+            if args.command in ("send", "tail", "dead") and not settings.redis_configured:
+                detach(state_file(args.state_file))  # the last user stops the shared Redis
     except AIOSError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 1

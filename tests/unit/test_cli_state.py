@@ -102,3 +102,19 @@ def test_a_state_file_of_dead_processes_only_is_ignored(tmp_path: Path) -> None:
     dead = int(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True).stdout)
     path.write_text(json.dumps({"url": "redis://127.0.0.1:1/0", "users": {str(dead): "x"}}))
     assert read_state(path) is None
+
+
+def test_a_client_that_joined_keeps_the_server_until_it_leaves(
+    tmp_path: Path, spawned: list[subprocess.Popen[bytes]]
+) -> None:
+    path = tmp_path / "state.json"
+    url = attach(path, "tok").url
+    run = _other_user(spawned)  # stands for the `run`; this process becomes a client (tail)
+    state = json.loads(path.read_text())
+    path.write_text(json.dumps({**state, "users": {str(run.pid): "tok"}}))
+    settings = client_settings(Settings.from_env({}), str(path), join=True)
+    assert settings.redis_url == url
+    run.communicate(b"")  # the run exits; the client still reads
+    assert _answers(url) and read_state(path) is not None
+    assert detach(path) is True  # the client was the last user
+    eventually(lambda: not _answers(url), 5, "the shared redis-server to stop")
