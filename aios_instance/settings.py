@@ -39,6 +39,13 @@ def _int(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+def _float_nonneg(text: str) -> float:
+    value = float(text)
+    if not (value >= 0 and math.isfinite(value)):
+        raise ValueError("must be a finite number >= 0")
+    return value
+
+
 def _float_pos(text: str) -> float:
     value = float(text)
     if not (value > 0 and math.isfinite(value)):
@@ -197,6 +204,12 @@ class Settings:
         30.0,
         "How long outputs to an unreachable destination are retried before being dead-lettered.",
         _float_pos,
+    )
+    startup_timeout_s: float = setting(
+        "AIOS_STARTUP_TIMEOUT_S",
+        30.0,
+        "How long start-up waits for the instance Redis before the block is built (0: once).",
+        _float_nonneg,
     )
     drain_timeout_s: float = setting(
         "AIOS_DRAIN_TIMEOUT_S",

@@ -41,6 +41,7 @@ from .instruments import RuntimeMetrics
 from .lease import LeaseKeeper
 from .loghooks import LoggingHooks
 from .pipeline import Pipeline
+from .startup import wait_for_redis
 from .target import RuntimeTarget
 from .worker import Worker
 
@@ -128,8 +129,9 @@ class Runtime:
         self.block: Any = None  # until the constructor returns, the control API says "starting"
         self.control = RuntimeTarget(self)  # what the control API and listener see of it
         self.control_port: int | None = None  # the control API's bound port, once it serves
-        self._start_control(api=True)  # /live answers while the model loads
+        self._start_control(api=True)  # /live answers while Redis is awaited, a model loads
         try:
+            self._wait_for_redis()
             self.block = _construct(block_class, self.context)  # models load here
             default = destination_from_url(s.redis_url, s.default_output)
             self.pipeline = Pipeline(  # calls the block's get_muxer()
@@ -157,6 +159,14 @@ class Runtime:
             ),
         )
         self.lease = LeaseKeeper(self.source.lease, s.lease_ttl_s, on_renewed=self._sample)
+
+    def _wait_for_redis(self) -> None:
+        """Before the block is built: the instance Redis answers (waited for with backoff)."""
+        s = self.settings
+        try:
+            wait_for_redis(self.redis, s.startup_timeout_s, redact(s.redis_url))
+        except TransportError as exc:
+            raise ConfigError(_unreachable(s, exc)) from None
 
     def _make_context(self) -> Context:
         s, data, m = self.settings, self.block_data, self.runtime_metrics

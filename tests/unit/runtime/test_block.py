@@ -105,8 +105,51 @@ def test_the_age_of_a_waiting_packet_comes_from_its_ts() -> None:
 def test_an_unreachable_redis_says_where_the_url_came_from_and_what_to_do() -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"
     env = {"AIOS_REDIS_URL": url, "MGMT_PORT": "0", "METRICS_PORT": "0", "BLOCK_ID": "x"}
+    env["AIOS_STARTUP_TIMEOUT_S"] = "0"
     with pytest.raises(ConfigError) as caught:
         Block(PassThrough, Settings.from_env(env)).run()
     message = str(caught.value)
     assert f"cannot reach the instance Redis at {url} (from AIOS_REDIS_URL)" in message
     assert "Start redis-server there" in message
+
+
+class Counting(PassThrough):
+    built = 0
+
+    def __init__(self, context: Any) -> None:
+        super().__init__(context)
+        Counting.built += 1
+
+
+def test_a_block_started_before_its_redis_waits_then_serves(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    port = free_port()
+    s = Settings(
+        block_id="early",
+        redis_url_override=f"redis://127.0.0.1:{port}/0",
+        mgmt_port=0,
+        metrics_port=0,
+        idle_wait_s=0.2,
+        startup_timeout_s=30.0,
+        default_output="early_out",
+    )
+    runtimes: list[Any] = []
+    starter = threading.Thread(target=lambda: runtimes.append(Block(Counting, s).start()))
+    starter.start()
+    eventually(lambda: "waiting up to 30s for the Redis" in caplog.text, what="the wait")
+    assert Counting.built == 0  # the block is not built while Redis is away
+    with EmbeddedRedis(port) as server:
+        starter.join(30)
+        [runtime] = runtimes
+        client = redis.Redis.from_url(server.url, protocol=2)
+        try:
+            client.lpush(keys.inputs("early"), make_packet({}).SerializeToString())
+            eventually(lambda: client.llen("early_out") == 1, what="the output")
+        finally:
+            runtime.stop()
+            assert runtime.wait(10)
+            client.close()
+    assert Counting.built == 1
+    assert "the instance Redis at" in caplog.text and "answers" in caplog.text
