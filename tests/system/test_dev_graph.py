@@ -76,3 +76,22 @@ def test_dev_runs_the_chain_and_send_follows_the_graph(
     assert "stopped in" in log.read_text()
     missing = send("--data", "{}")
     assert missing.returncode == 1 and "no Redis configured" in missing.stderr
+
+
+def test_a_block_that_cannot_start_stops_the_others(
+    tmp_path: Path, spawned: list[subprocess.Popen[bytes]]
+) -> None:
+    shutil.copy(EXAMPLE / "chain.py", tmp_path / "chain.py")
+    graph = "blocks:\n  - {id: tok, run: chain.py:Tokenizer}\n  - {id: bad, run: chain.py:Nope}\n"
+    (tmp_path / "graph.yaml").write_text(graph)
+    done = subprocess.run(
+        [CLI, "dev", "graph.yaml"],
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 1
+    assert "defines no class 'Nope'" in done.stderr
+    assert "error: block bad exited with 1; stopping the others" in done.stderr
