@@ -22,8 +22,10 @@ An output with ``port`` 0 is a gRPC destination: ``host`` is the target ("host:p
 Destinations are de-duplicated, first occurrence first.
 
 Every malformed pointer raises `RoutingError` naming the problem and quoting the pointer.
-`Router` parses each distinct string once (bounded, thread-safe LRU cache; failures are cached
-too), so routing a packet whose pointer was seen before costs one dictionary lookup.
+`Router` parses each distinct string once (a thread-safe LRU cache of 4,096 entries, failures
+included, holding pointers up to 4,096 characters: bounded by bytes as well as entries), so
+routing a packet whose pointer was seen before costs one dictionary lookup; a longer pointer
+is parsed every time.
 """
 
 from __future__ import annotations
@@ -95,25 +97,35 @@ class _MalformedError(Exception):
 class Router:
     """Maps ``output_ptr`` values to destinations for one block; safe to share between threads."""
 
-    __slots__ = ("_parse_cached", "block_id", "cache_size", "default")
+    __slots__ = ("_parse", "_parse_cached", "block_id", "cache_size", "default", "max_cached_chars")
 
     def __init__(
-        self, block_id: str, default: tuple[Destination, ...], cache_size: int = 4096
+        self,
+        block_id: str,
+        default: tuple[Destination, ...],
+        cache_size: int = 4096,
+        max_cached_chars: int = 4096,
     ) -> None:
         if cache_size < 0:
             raise ValueError(f"cache_size must be >= 0, got {cache_size}")
         self.block_id = block_id
         self.default = tuple(default)
         self.cache_size = cache_size
-        parse = functools.partial(_parse_text, block_id, self.default)
-        self._parse_cached = functools.lru_cache(maxsize=cache_size)(parse)
+        # Pointers come from producers: only short ones are cached, so the cache holds at
+        # most cache_size * max_cached_chars characters (16 MiB by default), whatever is sent.
+        self.max_cached_chars = max_cached_chars
+        self._parse = functools.partial(_parse_text, block_id, self.default)
+        self._parse_cached = functools.lru_cache(maxsize=cache_size)(self._parse)
 
     def route(self, output_ptr: str | dict[str, Any] | None) -> tuple[Destination, ...]:
         """Return the destinations for ``output_ptr``; raises `RoutingError` if it is malformed."""
         if not output_ptr:
             return self.default
         if isinstance(output_ptr, str):
-            result = self._parse_cached(output_ptr)
+            if len(output_ptr) <= self.max_cached_chars:
+                result = self._parse_cached(output_ptr)
+            else:
+                result = self._parse(output_ptr)
         elif isinstance(output_ptr, dict):
             result = _parse_value(self.block_id, self.default, output_ptr, output_ptr)
         else:

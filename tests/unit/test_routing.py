@@ -602,3 +602,12 @@ def test_destination_from_url_error_hides_password() -> None:
         destination_from_url("redis://:topsecret@r1:6379/x", "OUTPUT")
     assert "topsecret" not in str(info.value)
     assert "***" in str(info.value)
+
+
+def test_long_pointers_are_parsed_every_time_not_kept() -> None:
+    router = Router(BLOCK, DEFAULT, max_cached_chars=64)
+    short = json.dumps({"outputs": [{"host": "h", "port": 1, "queue_name": "q"}]})
+    long = json.dumps({"outputs": [{"host": "h", "port": 1, "queue_name": "q" * 200}]})
+    assert router.route(short) == router.route(short)
+    assert router.route(long)[0].queue_name == "q" * 200
+    assert router.cache_info().currsize == 1  # only the short one is kept
