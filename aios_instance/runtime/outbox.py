@@ -102,6 +102,7 @@ class Outbox:
         records = [self._expire(d) for d in parked if d.first_failure <= expiry]
         records += self._push(parked, now)
         self._parked = [d for d in parked if d.pending]
+        self._forget_idle_endpoints()
         self._refresh()
         return [raw for d in parked if not d.pending for raw in d.sources], records
 
@@ -193,6 +194,13 @@ class Outbox:
     def count(deliveries: Sequence[Delivery]) -> int:
         """Outputs still pending in ``deliveries``."""
         return sum(len(p) for d in deliveries for p in d.pending.values())
+
+    def _forget_idle_endpoints(self) -> None:
+        """Backoff state only for endpoints that still have parked outputs: producers name
+        endpoints, so the list must not grow with every one that was ever down."""
+        waiting = {_endpoint(d) for delivery in self._parked for d in delivery.pending}
+        for endpoint in [e for e in self._down if e not in waiting]:
+            del self._down[endpoint]
 
     def _refresh(self) -> None:
         """Recount parked outputs and when the next retry or expiry is due."""

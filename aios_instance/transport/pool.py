@@ -1,8 +1,16 @@
-"""One sink per endpoint, created on first use and reused: no per-packet connection setup."""
+"""One sink per endpoint, created on first use and reused: no per-packet connection setup.
+
+Endpoints come from producers (``output_ptr``), so the pool is bounded: at most
+``max_sinks`` endpoints, and a sink unused for ``idle_s`` is closed when a new endpoint
+needs a place (least recently used first).
+"""
 
 from __future__ import annotations
 
 import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from ..routing import Destination
@@ -15,21 +23,51 @@ __all__ = ["SinkPool"]
 class SinkPool:
     """Maps a destination to the pooled sink of its endpoint (Redis server or gRPC target)."""
 
-    def __init__(self, *, socket_timeout_s: float = 5.0) -> None:
-        self._sinks: dict[tuple[Any, ...], Any] = {}
+    def __init__(
+        self,
+        *,
+        socket_timeout_s: float = 5.0,
+        max_sinks: int = 256,
+        idle_s: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._sinks: OrderedDict[tuple[Any, ...], tuple[Any, float]] = OrderedDict()
         self._lock = threading.Lock()
         self._socket_timeout_s = socket_timeout_s
+        self.max_sinks = max_sinks
+        self.idle_s = idle_s
+        self._clock = clock
 
     def __call__(self, dest: Destination) -> Any:
         """The sink for ``dest``'s endpoint."""
         key = (dest.kind, dest.host, dest.port, dest.db, dest.password)
-        sink = self._sinks.get(key)
-        if sink is None:
-            with self._lock:
-                sink = self._sinks.get(key)
-                if sink is None:
-                    sink = self._sinks[key] = self._make(dest)
+        now = self._clock()
+        with self._lock:
+            entry = self._sinks.get(key)
+            if entry is not None:
+                self._sinks[key] = (entry[0], now)
+                self._sinks.move_to_end(key)
+                return entry[0]
+            closing = self._make_room(now)
+            sink = self._make(dest)
+            self._sinks[key] = (sink, now)
+        for old in closing:
+            old.close()
         return sink
+
+    def __len__(self) -> int:
+        return len(self._sinks)
+
+    def _make_room(self, now: float) -> list[Any]:
+        """Take out the sinks idle too long, and the least recently used past the bound."""
+        closing = []
+        while self._sinks:
+            key, (sink, used) = next(iter(self._sinks.items()))
+            if now - used < self.idle_s and len(self._sinks) < self.max_sinks:
+                break
+            del self._sinks[key]
+            closing.append(sink)
+        return closing
 
     def _make(self, dest: Destination) -> Any:
         if dest.kind == "grpc":
@@ -39,6 +77,6 @@ class SinkPool:
     def close(self) -> None:
         """Close every sink."""
         with self._lock:
-            sinks, self._sinks = list(self._sinks.values()), {}
+            sinks, self._sinks = [s for s, _ in self._sinks.values()], OrderedDict()
         for sink in sinks:
             sink.close()

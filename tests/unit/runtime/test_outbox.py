@@ -120,3 +120,13 @@ def test_parked_commits_are_resent_in_order_and_a_failing_one_stays() -> None:
     assert sent == [first] and outbox.deliveries == 1
     outbox.resend(sent.append)
     assert sent == [first, second] and not outbox.busy
+
+
+def test_backoff_state_is_dropped_with_the_last_output_for_an_endpoint() -> None:
+    sinks = {"a:1": MemorySink()}
+    sinks["a:1"].fail = True
+    outbox, _ = _outbox(sinks, timeout_s=1.0)
+    outbox.send([_delivery(b"p0")], now=0.0)
+    assert list(outbox._down) == ["a:1"]
+    outbox.retry(5.0)  # expired: nothing parked for a:1 any more
+    assert outbox._down == {} and not outbox.busy

@@ -37,3 +37,21 @@ def test_concurrent_first_use_builds_one_sink() -> None:
         thread.join(5.0)
     pool.close()
     assert len(got) == 8 and all(sink is got[0] for sink in got)
+
+
+def test_the_pool_is_bounded_and_closes_idle_sinks_first() -> None:
+    from tests.support import FakeClock
+
+    clock = FakeClock()
+    pool = SinkPool(max_sinks=2, idle_s=60.0, clock=clock)
+    a, b, c = (Destination("redis", "127.0.0.1", 6390 + i, "Q", "x") for i in range(3))
+    first = pool(a)
+    pool(b)
+    clock.advance(1.0)
+    pool(a)  # a used again: b is now the least recently used
+    pool(c)  # over the bound: b goes
+    assert len(pool) == 2 and pool(a) is first
+    clock.advance(61.0)
+    pool(b)  # a and c idle past 60 s: both closed, b made again
+    assert len(pool) == 1
+    pool.close()
