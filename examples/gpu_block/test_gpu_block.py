@@ -115,17 +115,19 @@ def wait_for_health(url: str, timeout_s: float = 10.0) -> Any:
 
 
 def constructed(allocation: dict[str, Any] | None, document: dict[str, Any] | None = None) -> Any:
-    """context.allocation_info of a Runtime built (not served) with this allocation."""
-    settings = Settings(
-        block_id="gpu",
-        redis_url_override="redis://127.0.0.1:1/0",
-        mgmt_port=0,
-        metrics_port=0,
-        allocation_info=allocation,
-    )
-    runtime = Runtime(GpuBlock, settings, BlockData(document or {}))
-    runtime.redis.close()  # never connected: nothing is served
-    state.set_default_redis(None)
+    """context.allocation_info of a Runtime built (not served) with this allocation (the
+    runtime checks its Redis before it builds the block: a real one, on a free port)."""
+    with EmbeddedRedis(free_port()) as server:
+        settings = Settings(
+            block_id="gpu",
+            redis_url_override=server.url,
+            mgmt_port=0,
+            metrics_port=0,
+            allocation_info=allocation,
+        )
+        runtime = Runtime(GpuBlock, settings, BlockData(document or {}))
+        runtime.redis.close()  # nothing is served
+        state.set_default_redis(None)
     return runtime.context.allocation_info
 
 
