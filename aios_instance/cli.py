@@ -129,12 +129,14 @@ def _bindable(host: str, port: int) -> bool:
 
 
 def _serve(block: Any, settings: Settings) -> None:
-    inputs = keys.inputs(settings.block_id)
-    control = f"control port {settings.mgmt_port or 'off'}"
-    metrics = f"metrics port {settings.metrics_port or 'off'}"
-    print(f"serving block {settings.block_id} (input list {inputs}; {control}, {metrics})")
-    sys.stdout.flush()
-    block.run()
+    def serving(runtime: Any) -> None:  # printed once it serves, not before the block is built
+        inputs = keys.inputs(settings.block_id)
+        control = f"control port {runtime.control_port or 'off'}"
+        metrics = f"metrics port {settings.metrics_port or 'off'}"
+        print(f"serving block {settings.block_id} (input list {inputs}; {control}, {metrics})")
+        sys.stdout.flush()
+
+    block.run(on_serving=serving)
 
 
 def _exit_on_signal(signum: int, frame: FrameType | None) -> None:

@@ -65,11 +65,12 @@ class Block:
         self._block_data = block_data
         self.runtime: Runtime | None = None
 
-    def run(self) -> None:
+    def run(self, *, on_serving: Callable[[Runtime], None] | None = None) -> None:
         """Serve until SIGTERM/SIGINT, then drain and return.
 
         A signal while the block is still being constructed (a model loading) ends the
-        start at once: nothing is claimed yet, so ``run()`` just returns.
+        start at once: nothing is claimed yet, so ``run()`` just returns. ``on_serving`` is
+        called once the instance serves (the CLI prints its ports then).
         """
         self._settings = self._settings or Settings.from_env()
         _logging.configure(self._settings.log_level)  # the spec's `python block.py` logs too
@@ -81,7 +82,7 @@ class Block:
             except _StopWhileStarting:
                 log.info("stop requested while the block was starting; exiting")
                 return
-            runtime.serve()
+            runtime.serve(on_serving)
         finally:
             _restore_signals(previous)
 
@@ -189,7 +190,7 @@ class Runtime:
         return context
 
     # -- lifecycle -------------------------------------------------------------------------
-    def serve(self) -> None:
+    def serve(self, on_serving: Callable[[Runtime], None] | None = None) -> None:
         """Start the services, run the worker on this thread until stopped, then drain."""
         s = self.settings
         try:
@@ -210,6 +211,8 @@ class Runtime:
             # keep it out of the collector's way, so a full collection does not walk it in
             # the middle of a job (pauses of tens of ms with a large model or many imports).
             gc.freeze()
+            if on_serving is not None:
+                on_serving(self)
             self.worker.run()
         except BaseException:
             # Unexpected (a bug, or user code raising SystemExit): the claimed packets are

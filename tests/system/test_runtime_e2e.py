@@ -248,3 +248,31 @@ def test_dead_letter_replayed_once_its_endpoint_is_up(
     assert client.llen(keys.dead_letters("simple")) == 0
     assert procs.terminate(proc) == 0
     client.close()
+
+
+BROKEN_BLOCK = """
+from aios_instance import *
+
+class Broken:
+    def __init__(self, context):
+        raise RuntimeError("model weights not found")
+
+    def on_preprocess(self, packet):
+        return True, []
+
+    def on_data(self, entry):
+        return True, None
+"""
+
+
+def test_a_constructor_error_names_the_users_line_and_nothing_says_serving(
+    procs: Procs, tmp_path: Path, redis_server: EmbeddedRedis
+) -> None:
+    block = tmp_path / "broken.py"
+    block.write_text(BROKEN_BLOCK)
+    proc = procs.run("run", f"{block}:Broken", "--redis", redis_server.url)
+    assert proc.wait(30) != 0
+    output = procs.log(proc)
+    assert f"Broken(context) failed at {block}:6 in __init__" in output
+    assert "model weights not found" in output
+    assert "serving" not in output
