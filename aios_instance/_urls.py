@@ -43,6 +43,7 @@ def as_redis_url(value: str, default_port: int = DEFAULT_PORT) -> str:
     if "://" in value:
         if urlsplit(value).scheme not in SCHEMES:
             raise ConfigError(f"not a Redis URL: {value!r} (use redis://, rediss:// or unix://)")
+        _check_port(value)
         return value
     if value.startswith("["):
         host, _, rest = value[1:].partition("]")
@@ -51,9 +52,19 @@ def as_redis_url(value: str, default_port: int = DEFAULT_PORT) -> str:
         host, port = value, ""
     else:
         host, _, port = value.partition(":")
-    if not host or (port and not port.isdigit()):
+    if not host or (port and not (port.isdigit() and 0 < int(port) < 65536)):
         raise ConfigError(f"not a Redis address: {value!r} (use host, host:port or a URL)")
     return redis_url(host, int(port or default_port))
+
+
+def _check_port(url: str) -> None:
+    """ConfigError for a URL whose port is not a number in 1..65535 (urllib says ValueError)."""
+    try:
+        port = urlsplit(url).port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ConfigError(f"not a Redis URL: {url!r} (the port must be 1-65535)")
 
 
 def redact(url: str) -> str:

@@ -56,6 +56,10 @@ def _float_pos(text: str) -> float:
 def _redis_url(text: str) -> str:
     if not text.startswith(tuple(f"{scheme}://" for scheme in SCHEMES)):
         raise ValueError("must be a URL starting with redis://, rediss:// or unix://")
+    try:
+        as_redis_url(text)  # the port, for one
+    except ConfigError as exc:
+        raise ValueError(exc.message) from None
     return text
 
 

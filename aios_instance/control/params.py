@@ -69,20 +69,25 @@ class ParameterListener:
 
     def _loop(self) -> None:
         backoff = self.retry_min_s
+        down = False  # an outage is logged once when it starts and once when it ends
         while not self._stop.is_set():
             try:
                 item = self._client.brpop([self.queue], timeout=self.poll_timeout_s)
             except Exception as exc:
                 if self._stop.is_set():
                     break  # stop() interrupted the poll
-                if isinstance(exc, _REDIS_ERRORS):
-                    log.warning(
-                        "%s: Redis unavailable (%s); retry in %.1fs", self.queue, exc, backoff
-                    )
-                else:
+                if not isinstance(exc, _REDIS_ERRORS):
                     log.exception("%s: unexpected error; retry in %.1fs", self.queue, backoff)
+                elif not down:
+                    log.warning("%s: Redis unavailable (%s); retrying", self.queue, exc)
+                else:
+                    log.debug("%s: Redis still unavailable (%s)", self.queue, exc)
+                down = down or isinstance(exc, _REDIS_ERRORS)
             else:
                 backoff = self.retry_min_s
+                if down:
+                    down = False
+                    log.info("%s: Redis reachable again", self.queue)
                 if item is not None:
                     self.handle(item[1])
                 continue

@@ -14,7 +14,6 @@ import os
 import signal
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
@@ -41,7 +40,7 @@ from .instruments import RuntimeMetrics
 from .lease import LeaseKeeper
 from .loghooks import LoggingHooks
 from .pipeline import Pipeline
-from .startup import wait_for_redis
+from .startup import construct, unreachable, wait_for_redis
 from .target import RuntimeTarget
 from .worker import Worker
 
@@ -133,7 +132,7 @@ class Runtime:
         self._start_control(api=True)  # /live answers while Redis is awaited, a model loads
         try:
             self._wait_for_redis()
-            self.block = _construct(block_class, self.context)  # models load here
+            self.block = construct(block_class, self.context)  # models load here
             default = destination_from_url(s.redis_url, s.default_output)
             self.pipeline = Pipeline(  # calls the block's get_muxer()
                 self.block, Router(s.block_id, (default,)), validate_json=s.validate_json
@@ -167,7 +166,7 @@ class Runtime:
         try:
             wait_for_redis(self.redis, s.startup_timeout_s, redact(s.redis_url))
         except TransportError as exc:
-            raise ConfigError(_unreachable(s, exc)) from None
+            raise ConfigError(unreachable(s, exc)) from None
 
     def _make_context(self) -> Context:
         s, data, m = self.settings, self.block_data, self.runtime_metrics
@@ -196,7 +195,7 @@ class Runtime:
         try:
             self.source.start()
         except TransportError as exc:
-            raise ConfigError(_unreachable(s, exc)) from None
+            raise ConfigError(unreachable(s, exc)) from None
         try:
             self._start_services()
             log.info(
@@ -298,40 +297,6 @@ class Runtime:
         if muxer is not None and hasattr(muxer, "open_groups"):
             m.set_muxer_open_groups(muxer.open_groups)
         m.set_oldest_age_s(_age_s(backlog.oldest()))
-
-
-def _unreachable(s: Settings, exc: Exception) -> str:
-    """Why the instance Redis could not be reached: where its URL came from, what to do."""
-    given = sorted(s.configured & {"AIOS_REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_DB"})
-    source = f"from {', '.join(given)}" if given else "the default (no REDIS_* set)"
-    return (
-        f"cannot reach the instance Redis at {redact(s.redis_url)} ({source}): {exc}. "
-        "Start redis-server there, or point AIOS_REDIS_URL (or REDIS_HOST/REDIS_PORT) at a "
-        "running one; `aios-instance run` starts one for development when none is set."
-    )
-
-
-def _construct(block_class: type[Any], context: Context) -> Any:
-    """The user's constructor; when it fails, say where in the user's code (the traceback at
-    DEBUG), then let the error go on (the CLI prints it as one line)."""
-    try:
-        return block_class(context)
-    except Exception as exc:
-        name = getattr(block_class, "__name__", "the block")
-        where, kind = _user_frame(exc), type(exc).__name__
-        log.error("%s(context) failed at %s: %s: %s", name, where, kind, exc)
-        log.debug("traceback:\n%s", "".join(traceback.format_exception(exc)))
-        raise
-
-
-def _user_frame(exc: BaseException) -> str:
-    """``file:line in function`` of the innermost frame outside this package."""
-    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    where = "an unknown place"
-    for frame in traceback.extract_tb(exc.__traceback__):
-        if not os.path.abspath(frame.filename).startswith(package + os.sep):
-            where = f"{frame.filename}:{frame.lineno} in {frame.name}"
-    return where
 
 
 def _age_s(raw: bytes | None) -> float:

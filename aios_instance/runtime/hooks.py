@@ -65,6 +65,9 @@ class Hooks:
     def unfinished(self, deliveries: int) -> None:
         """At shutdown: deliveries still parked (their inputs go back to the input)."""
 
+    def stopped(self) -> None:
+        """The loop has finished its shutdown."""
+
     @staticmethod
     def combine(*hooks: Hooks) -> Hooks:
         """One Hooks that calls each of ``hooks`` in order."""
@@ -112,6 +115,10 @@ class _Combined(Hooks):
     def unfinished(self, deliveries: int) -> None:
         for h in self.hooks:
             h.unfinished(deliveries)
+
+    def stopped(self) -> None:
+        for h in self.hooks:
+            h.stopped()
 
 
 class MetricsHooks(Hooks):

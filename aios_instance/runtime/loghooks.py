@@ -69,15 +69,8 @@ class LoggingHooks(Hooks):
 
     def processed(self, batch: Batch, result: PipelineResult) -> None:
         """One WARNING per failed job (the traceback at DEBUG), within the rate limit."""
-        if not result.failures:
-            return
-        held_back = self.limit.take_suppressed()
-        if held_back:
-            log.warning(
-                "block %s: %d more failed jobs were not logged (rate limit)",
-                self.block_id,
-                held_back,
-            )
+        if self.limit.suppressed:
+            self._say_suppressed(self.limit.take_suppressed())
         for failure in result.failures:
             if not self.limit.allow():
                 continue
@@ -128,3 +121,14 @@ class LoggingHooks(Hooks):
 
     def unfinished(self, deliveries: int) -> None:
         log.warning("%d deliveries unfinished at shutdown; their inputs are requeued", deliveries)
+
+    def stopped(self) -> None:
+        """At shutdown: say how many failed jobs the rate limit held back."""
+        self._say_suppressed(self.limit.suppressed)
+        self.limit.suppressed = 0
+
+    def _say_suppressed(self, count: int) -> None:
+        if count:
+            log.warning(
+                "block %s: %d more failed jobs were not logged (rate limit)", self.block_id, count
+            )

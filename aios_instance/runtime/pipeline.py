@@ -302,15 +302,20 @@ class Pipeline:
     def _flush_batch(self, batcher: TimeBasedBatcher, batch: list[Any], acc: Accumulator) -> None:
         """A time-based batch fell due (or shutdown came): hand it to the batcher's
         flush_callback, else the block's on_batch_timeout, and route what it returns like
-        on_data's result; with neither, route the spec's ``{"batch": [...]}`` output."""
+        on_data's result; with neither, route the spec's ``{"batch": [...]}`` output when the
+        batch holds packets (the spec's pattern: the block wrote its result into each packet's
+        data), and fail it when it holds anything else (entries nobody ran inference on must
+        not come out as if they were results)."""
         sources = [packet_of(item) for item in batch]
         source = next((p for p in reversed(sources) if p is not None), AIOSPacket())
         callback = batcher.flush_callback
         flush = callback if callback is not None else self._on_batch_timeout
         name = "flush_callback" if callback is not None else "on_batch_timeout"
         try:
-            if flush is None:
+            if flush is None and all(isinstance(item, AIOSPacket) for item in batch):
                 ret: Any = (True, batch_output(batch))
+            elif flush is None:
+                ret = (False, _NO_FLUSH)
             else:
                 ret = flush(batch)
                 if ret is None and callback is not None:
@@ -321,6 +326,13 @@ class Pipeline:
         # a failure carries the batch's packets, so the dead letter can be replayed.
         job = _Job(PreProcessResult(source), source, ())
         self._settle(job, classify_on_data(ret), acc, batch_packets(sources))
+
+
+_NO_FLUSH = (
+    "a time-based batch fell due holding items that are not packets, and the block defines "
+    "neither on_batch_timeout(batch) nor the batcher's flush_callback: define one to run the "
+    "batch (its packets are in this record)"
+)
 
 
 def _unshare_packets(entries: list[PreProcessResult], packet: AIOSPacket) -> None:

@@ -1,21 +1,30 @@
-"""Start-up order: the instance Redis is checked before the block is constructed (a model
+"""Start-up: the instance Redis is checked before the block is constructed (a model
 loaded for nothing is minutes lost on every crash-loop restart), and waited for with backoff
 up to ``AIOS_STARTUP_TIMEOUT_S``, so a block started before its Redis serves once it appears.
 The control API is already up meanwhile: ``/live`` answers, ``/ready`` says "starting".
+When the Redis stays away, or the block's constructor fails, the error says what to do and
+where in the block's own code it failed.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
+import os
 import time
+import traceback
 from collections.abc import Callable
+from typing import Any
 
 import redis
 
+from .._urls import redact
+from ..context import Context
 from ..errors import TransportError
+from ..settings import Settings
 from ..transport._redis import guard
 
-__all__ = ["wait_for_redis"]
+__all__ = ["construct", "unreachable", "wait_for_redis"]
 
 log = logging.getLogger(__name__)
 
@@ -52,3 +61,46 @@ def wait_for_redis(
         if waiting:
             log.info("the instance Redis at %s answers", where)
         return
+
+
+def unreachable(s: Settings, exc: Exception) -> str:
+    """Why the instance Redis could not be reached: where its URL came from, what to do."""
+    given = sorted(s.configured & {"AIOS_REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_DB"})
+    source = f"from {', '.join(given)}" if given else "the default (no REDIS_* set)"
+    return (
+        f"cannot reach the instance Redis at {redact(s.redis_url)} ({source}): {exc}. "
+        "Start redis-server there, or point AIOS_REDIS_URL (or REDIS_HOST/REDIS_PORT) at a "
+        "running one; `aios-instance run` starts one for development when none is set."
+    )
+
+
+def construct(block_class: type[Any], context: Context) -> Any:
+    """The user's constructor; when it fails, say where in the user's code (the traceback at
+    DEBUG), then let the error go on (the CLI prints it as one line)."""
+    try:
+        return block_class(context)
+    except Exception as exc:
+        name = getattr(block_class, "__name__", "the block")
+        where, kind = _user_frame(block_class, exc), type(exc).__name__
+        log.error("%s(context) failed at %s: %s: %s", name, where, kind, exc)
+        log.debug("traceback:\n%s", "".join(traceback.format_exception(exc)))
+        raise
+
+
+def _user_frame(block_class: type[Any], exc: BaseException) -> str:
+    """``file:line in function`` of the innermost frame in the block's own file (where a
+    library raised, that too), else of the innermost frame outside this package."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    try:
+        home = os.path.abspath(inspect.getfile(block_class))
+    except TypeError:
+        home = ""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+    mine = [f for f in frames if os.path.abspath(f.filename) == home] or [
+        f for f in frames if not os.path.abspath(f.filename).startswith(package)
+    ]
+    if not mine:
+        return "an unknown place"
+    at, last = mine[-1], frames[-1]
+    where = f"{at.filename}:{at.lineno} in {at.name}"
+    return where if last is at else f"{where} (raised in {last.filename}:{last.lineno})"

@@ -267,6 +267,7 @@ class Worker:
             self.hooks.source_failed(exc, retrying=False)
         if self.outbox.busy:
             self.hooks.unfinished(self.outbox.deliveries)
+        self.hooks.stopped()
 
     def _is_local(self, dest: Destination) -> bool:
         local = self._local.get(dest)

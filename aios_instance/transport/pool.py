@@ -32,6 +32,7 @@ class SinkPool:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._sinks: OrderedDict[tuple[Any, ...], tuple[Any, float]] = OrderedDict()
+        self._used: dict[tuple[Any, ...], float] = {}  # last use, stamped without the lock
         self._lock = threading.Lock()
         self._socket_timeout_s = socket_timeout_s
         self.max_sinks = max_sinks
@@ -41,12 +42,14 @@ class SinkPool:
     def __call__(self, dest: Destination) -> Any:
         """The sink for ``dest``'s endpoint."""
         key = (dest.kind, dest.host, dest.port, dest.db, dest.password)
+        entry = self._sinks.get(key)  # the hot path: one lookup, no lock
+        if entry is not None:
+            self._used[key] = self._clock()
+            return entry[0]
         now = self._clock()
         with self._lock:
             entry = self._sinks.get(key)
             if entry is not None:
-                self._sinks[key] = (entry[0], now)
-                self._sinks.move_to_end(key)
                 return entry[0]
             closing = self._make_room(now)
             sink = self._make(dest)
@@ -59,14 +62,16 @@ class SinkPool:
         return len(self._sinks)
 
     def _make_room(self, now: float) -> list[Any]:
-        """Take out the sinks idle too long, and the least recently used past the bound."""
+        """Only when a new endpoint comes: take out the sinks idle too long, and the least
+        recently used past the bound."""
+        last_use = {key: self._used.get(key, made) for key, (_, made) in self._sinks.items()}
         closing = []
-        while self._sinks:
-            key, (sink, used) = next(iter(self._sinks.items()))
-            if now - used < self.idle_s and len(self._sinks) < self.max_sinks:
+        for key in sorted(last_use, key=last_use.__getitem__):
+            idle = now - last_use[key] >= self.idle_s
+            if not idle and len(self._sinks) < self.max_sinks:
                 break
-            del self._sinks[key]
-            closing.append(sink)
+            closing.append(self._sinks.pop(key)[0])
+            self._used.pop(key, None)
         return closing
 
     def _make(self, dest: Destination) -> Any:
@@ -78,5 +83,6 @@ class SinkPool:
         """Close every sink."""
         with self._lock:
             sinks, self._sinks = [s for s, _ in self._sinks.values()], OrderedDict()
+            self._used.clear()
         for sink in sinks:
             sink.close()

@@ -289,7 +289,8 @@ class RedisSource:
             count = self.lease.requeue_own(count_attempt=False)  # TransportError: still away
             self._requeue_due = False
             self._claims.clear()
-            log.warning("handed %d claimed packets back after a commit with no reply", count)
+            if count:
+                log.warning("handed %d claimed packets back after a reply was lost", count)
         if not self._claiming:
             self._release_ahead()
 

@@ -57,6 +57,7 @@ def test_existing_variables_are_read() -> None:
         ({"METRICS_REDIS_HOST": "metrics:port"}, "METRICS_REDIS_HOST.*not a Redis address"),
         ({"BLOCK_ID": "../secret"}, "BLOCK_ID='../secret'.*letters, digits"),
         ({"BLOCK_ID": "a b"}, "BLOCK_ID"),
+        ({"AIOS_REDIS_URL": "redis://localhost:99999"}, "AIOS_REDIS_URL.*1-65535"),
     ],
 )
 def test_invalid_values_name_the_variable(env: dict[str, str], needle: str) -> None:

@@ -51,3 +51,9 @@ def test_redact_masks_passwords_that_hold_url_characters() -> None:
     assert redact("rediss://user:x:y@[::1]:6380/2?a=b") == "rediss://user:***@[::1]:6380/2?a=b"
     assert redact("redis://:p@h/0?next=@q") == "redis://:***@h/0?next=@q"
     assert redact("unix:///tmp/redis.sock") == "unix:///tmp/redis.sock"
+
+
+@pytest.mark.parametrize("value", ["localhost:99999", "redis://localhost:99999/0", "h:0"])
+def test_a_port_out_of_range_is_one_clear_error(value: str) -> None:
+    with pytest.raises(ConfigError, match="not a Redis"):
+        as_redis_url(value)

@@ -3,6 +3,7 @@ renewal, drains on stop, and a constructor that fails leaves nothing running."""
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import threading
@@ -153,3 +154,19 @@ def test_a_block_started_before_its_redis_waits_then_serves(
             client.close()
     assert Counting.built == 1
     assert "the instance Redis at" in caplog.text and "answers" in caplog.text
+
+
+class BadConfig(PassThrough):
+    def __init__(self, context: Any) -> None:
+        json.loads("not json")  # a library raises: the block's line is what the user needs
+
+
+def test_a_constructor_error_inside_a_library_names_the_blocks_line_first(
+    redis_server: EmbeddedRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    with pytest.raises(ValueError):
+        Block(BadConfig, control_settings(redis_server)).start()
+    [error] = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    line = BadConfig.__init__.__code__.co_firstlineno + 1
+    assert f"BadConfig(context) failed at {__file__}:{line} in __init__ (raised in " in error
+    assert "json" in error.split("(raised in ")[1]

@@ -281,12 +281,11 @@ def test_a_lone_packet_comes_out_at_T_with_no_hook() -> None:
     assert tester.failures == () and tester.pipeline.next_deadline() is None
 
 
-@pytest.mark.parametrize("keep", ["packet", "entry"])
-def test_without_a_hook_due_and_drained_batches_are_the_specs_batch_output(keep: str) -> None:
+def test_without_a_hook_due_and_drained_batches_are_the_specs_batch_output() -> None:
     class Block(SpecTimed):
         pass
 
-    Block.keep = keep
+    Block.keep = "packet"
     tester = BlockTester(Block)
     sent = [make_packet({"v": i}, session_id="s", seq_no=i, ts=1.0) for i in range(3)]
     for packet in sent[:2]:
@@ -298,6 +297,24 @@ def test_without_a_hook_due_and_drained_batches_are_the_specs_batch_output(keep:
     assert result.failures == () and len(result.outputs) == 1
     assert json.loads(decode_packet(result.outputs[0].payload).data) == {"batch": [{"v": 2}]}
     assert len(tester.block.batcher) == 0 and tester.pipeline.drain().outputs == ()
+
+
+def test_without_a_hook_a_due_batch_of_entries_fails_instead_of_echoing_its_inputs() -> None:
+    """Entries nobody ran inference on must not come out as if they were results."""
+
+    class Block(SpecTimed):
+        pass
+
+    Block.keep = "entry"
+    tester = BlockTester(Block)
+    sent = [make_packet({"v": i}, session_id="s", seq_no=i, ts=1.0) for i in range(2)]
+    for packet in sent:
+        assert tester.run_packet(packet) == []
+    assert tester.tick(1.0) == []
+    [failure] = tester.failures
+    assert failure.outcome.value == "user_error"
+    assert "neither on_batch_timeout(batch) nor the batcher's flush_callback" in failure.reason
+    assert [decode_packet(raw).seq_no for raw in failure.packets] == [0, 1]
 
 
 class Called(SpecTimed):
