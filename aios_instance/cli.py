@@ -99,7 +99,8 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     previous = signal.signal(signal.SIGTERM, _exit_on_signal)  # until Block.run takes over
     shared = attach(state_path, settings.block_id, binary=settings.redis_server_binary)
     try:
-        settings = _free_ports(settings.with_overrides(redis_url_override=shared.url))
+        settings = settings.with_overrides(redis_url_override=shared.url)
+        settings = _free_ports(settings, defaults_free=shared.started)
         how = "embedded" if shared.started else "sharing the embedded"
         print(f"{how} redis-server at {shared.url}", flush=True)
         _serve(Block(block_class, settings, block_data=block_data), settings)
@@ -109,12 +110,16 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _free_ports(settings: Settings) -> Settings:
-    """Dev mode: a default control or metrics port that is taken becomes a free one."""
+def _free_ports(settings: Settings, *, defaults_free: bool = True) -> Settings:
+    """Dev mode: a default control or metrics port that is taken becomes a free one. Only the
+    run that started the folder's Redis tries the defaults (``defaults_free``); the others
+    take free ports at once, so two runs started together never race for 18001/18000."""
     changes: dict[str, int] = {}
     for env, name in (("MGMT_PORT", "mgmt_port"), ("METRICS_PORT", "metrics_port")):
         port = getattr(settings, name)
-        if port and env not in settings.configured and not _bindable(settings.control_bind, port):
+        if not port or env in settings.configured:
+            continue
+        if not defaults_free or not _bindable(settings.control_bind, port):
             changes[name] = free_port()
     return settings.with_overrides(**changes)
 

@@ -97,3 +97,16 @@ def test_two_runs_in_one_folder_share_one_redis_and_both_answer(
     client.close()
     missing = here.cli("send", "--data", "{}")
     assert missing.returncode == 1 and "start one with `aios-instance run" in missing.stderr
+
+
+def test_two_runs_started_together_both_serve_on_distinct_ports(
+    tmp_path: Path, spawned: list[subprocess.Popen[bytes]]
+) -> None:
+    here = Folder(tmp_path, spawned)
+    started = [here.run("a"), here.run("b")]  # no wait in between: they race for the ports
+    serving = [here.line(proc, log, "serving block ") for proc, log in started]
+    ports = [p for line in serving for p in re.findall(r"(?:control|metrics) port (\d+)", line)]
+    assert len(set(ports)) == 4, serving
+    for proc, _ in reversed(started):
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
