@@ -149,11 +149,18 @@ def _bind(host: str, port: int) -> socket.socket:
         )[0]
         sock = socket.socket(family, kind, proto)
     except OSError as exc:
-        raise ConfigError(f"cannot bind the control API to {host}:{port}: {exc}") from None
+        raise ConfigError(_cannot_bind(host, port, exc)) from None
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
     except OSError as exc:
         sock.close()
-        raise ConfigError(f"cannot bind the control API to {host}:{port}: {exc}") from None
+        raise ConfigError(_cannot_bind(host, port, exc)) from None
     return sock
+
+
+def _cannot_bind(host: str, port: int, exc: OSError) -> str:
+    return (
+        f"cannot bind the control API to {host}:{port}: {exc}. Set MGMT_PORT to a free port "
+        "(or 0 to turn the API off); `aios-instance run` picks free ports when none is set"
+    )

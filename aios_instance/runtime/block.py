@@ -245,7 +245,10 @@ class Runtime:
             try:
                 server: MetricsServer = self.metrics.serve_http(s.metrics_port, s.control_bind)
             except OSError as exc:
-                msg = f"cannot serve metrics on METRICS_PORT={s.metrics_port}: {exc}"
+                msg = (
+                    f"cannot serve metrics on METRICS_PORT={s.metrics_port}: {exc}. Set "
+                    "METRICS_PORT to a free port (or 0: /metrics stays on the control API)"
+                )
                 raise ConfigError(msg) from None
             self._services.append(server.close)
         url = self._metrics_url
