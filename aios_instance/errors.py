@@ -10,6 +10,7 @@
     ├── RoutingError               an output_ptr that cannot be turned into destinations
     ├── TransportError             a queue or downstream endpoint could not be reached
     ├── UpdateResultError          on_update accepted an update with a value that is not JSON
+    ├── ParameterLimitError        an update would grow the parameters past their bounds
     ├── UnknownMetricError         a metric update names a metric never registered
     └── BlockTestError             BlockTester.run(..., raise_errors=True): the block failed
 
@@ -31,6 +32,7 @@ __all__ = [
     "DataDecodeError",
     "PacketDecodeError",
     "PacketError",
+    "ParameterLimitError",
     "RoutingError",
     "TransportError",
     "UnknownMetricError",
@@ -78,6 +80,12 @@ class UpdateResultError(AIOSError, ValueError):
     Raised before anything is merged: the parameters are unchanged. ``POST /setParameters``
     answers 500; the ``PARAMETER_UPDATES`` listener dead-letters the update.
     """
+
+
+class ParameterLimitError(AIOSError, ValueError):
+    """An accepted parameter update would grow the parameters past their bounds (keys or
+    bytes as JSON). Nothing is merged. ``POST /setParameters`` answers 413; the
+    ``PARAMETER_UPDATES`` listener dead-letters the update."""
 
 
 class UnknownMetricError(AIOSError, KeyError, ValueError):

@@ -34,7 +34,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .. import _json
-from ..errors import UpdateResultError
+from ..errors import ParameterLimitError, UpdateResultError
 from .params import ParameterListener
 from .server import ControlServer, Pool
 from .target import STARTING, ControlTarget
@@ -189,6 +189,8 @@ class _Handlers:
         update = await _read_object(request)
         try:
             ok, value = await self._callback(lambda: self.target.apply_parameters(update))
+        except ParameterLimitError as exc:
+            return _respond(413, {"success": False, "message": str(exc)})
         except UpdateResultError as exc:
             return _respond(500, {"success": False, "message": str(exc)})
         if not ok:

@@ -24,7 +24,7 @@ from typing import Any
 import redis
 
 from .. import _json, keys
-from ..errors import UpdateResultError
+from ..errors import ParameterLimitError, UpdateResultError
 from ..transport.redis import connect
 from .target import ControlTarget
 
@@ -115,6 +115,10 @@ class ParameterListener:
         except UpdateResultError as exc:
             self.refused += 1
             self._reject(raw, str(exc), outcome="user_error")
+            return False
+        except ParameterLimitError as exc:
+            self.refused += 1
+            self._reject(raw, str(exc))
             return False
         except Exception:
             log.exception("%s: applying an update failed", self.queue)

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from .. import _json
 from ..context import Context
 from ..control.target import DRAINING, STARTING
-from ..errors import UpdateResultError
+from ..errors import ParameterLimitError, UpdateResultError
 from ..metrics import AIOSMetrics
 from ..settings import Settings
 from .deadletter import dead_letter_record
@@ -122,7 +122,9 @@ class RuntimeTarget:
             if ok:
                 _check_json(update, value)
                 changed = value if isinstance(value, dict) else update
-                self.runtime.context.block_init_parameters.update(changed)
+                params = self.runtime.context.block_init_parameters
+                _check_bounds({**params, **changed})
+                params.update(changed)
             return bool(ok), value
 
     def exposition(self) -> bytes:
@@ -144,6 +146,26 @@ class RuntimeTarget:
     def snapshot(self) -> dict[str, Any]:
         """The NODE_METRICS document: the block's metrics and this host's hardware."""
         return self.runtime.metrics.snapshot(self.settings.node_id, hardware_snapshot())
+
+
+MAX_PARAMETER_KEYS = 1024
+MAX_PARAMETERS_BYTES = 1 << 20
+
+
+def _check_bounds(merged: dict[str, Any]) -> None:
+    """Raise ParameterLimitError unless the merged parameters stay within their bounds:
+    updates come from the network, and every one is kept for the life of the process."""
+    if len(merged) > MAX_PARAMETER_KEYS:
+        raise ParameterLimitError(
+            f"the parameters would hold {len(merged)} keys (at most {MAX_PARAMETER_KEYS}); "
+            "nothing changed"
+        )
+    size = len(_json.dumps_bytes(merged))
+    if size > MAX_PARAMETERS_BYTES:
+        raise ParameterLimitError(
+            f"the parameters would be {size} bytes as JSON (at most {MAX_PARAMETERS_BYTES}); "
+            "nothing changed"
+        )
 
 
 def _check_json(update: dict[str, Any], value: Any) -> None:

@@ -164,6 +164,21 @@ def test_an_accepted_update_with_a_non_json_value_changes_nothing(
     assert served[0].context.block_init_parameters == before  # nothing merged
 
 
+def test_an_update_that_would_grow_the_parameters_too_far_is_413(
+    client: httpx.Client, served: tuple[Runtime, str]
+) -> None:
+    params = served[0].context.block_init_parameters
+    before = dict(params)
+    chunk = "x" * (300 * 1024)
+    try:
+        answers = [client.post("/setParameters", json={f"big{i}": chunk}) for i in range(4)]
+        assert [r.status_code for r in answers] == [200, 200, 200, 413]
+        assert "bytes as JSON" in answers[-1].json()["message"]
+    finally:
+        params.clear()
+        params.update(before)
+
+
 def samples_of(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value

@@ -12,10 +12,10 @@ import pytest
 from aios_instance import Block
 from aios_instance.control.target import DRAINING, STARTING, ControlTarget
 from aios_instance.embedded import EmbeddedRedis
-from aios_instance.errors import UpdateResultError
+from aios_instance.errors import ParameterLimitError, UpdateResultError
 from aios_instance.runtime.block import Runtime
 from aios_instance.runtime.deadletter import record_packets
-from aios_instance.runtime.target import RuntimeTarget, readiness
+from aios_instance.runtime.target import MAX_PARAMETER_KEYS, RuntimeTarget, readiness
 from aios_instance.settings import Settings
 from tests.support import eventually
 from tests.unit.control.support import PassThrough
@@ -174,3 +174,23 @@ def test_dead_letter_records_name_this_instance(tunable: Runtime) -> None:
     assert (record["outcome"], record["stage"]) == ("bad_input", "parameters")
     assert record["reason"] == "x"
     assert record_packets(record) == [b"{bad"]
+
+
+def test_parameters_cannot_grow_past_their_bounds(plain: Runtime) -> None:
+    params = plain.context.block_init_parameters
+    params.clear()
+    try:
+        chunk = "x" * (300 * 1024)
+        for i in range(3):
+            assert plain.control.apply_parameters({f"k{i}": chunk}) == (True, {f"k{i}": chunk})
+        before = dict(params)
+        with pytest.raises(ParameterLimitError, match="bytes as JSON"):
+            plain.control.apply_parameters({"k3": chunk})  # 1.2 MiB in all: refused
+        assert params == before
+        params.clear()
+        many = {f"key{i}": i for i in range(MAX_PARAMETER_KEYS + 1)}
+        with pytest.raises(ParameterLimitError, match="keys"):
+            plain.control.apply_parameters(many)
+        assert params == {}
+    finally:
+        params.clear()
