@@ -99,15 +99,16 @@ class DeadLetters:
         reason = (
             f"delivered {claim.attempt} times without completing (max_deliveries={max_deliveries})"
         )
-        return self._of("max_deliveries", "claim", reason, (claim.raw,), claim.attempt)
+        return self.record("max_deliveries", "claim", reason, (claim.raw,), claim.attempt)
 
     def undelivered(self, sources: Sequence[bytes], reason: str, attempts: int = 1) -> Record:
         """Inputs whose outputs could not be pushed (rejected, or an endpoint down too long)."""
-        return self._of("delivery_error", "push", reason, sources, attempts)
+        return self.record("delivery_error", "push", reason, sources, attempts)
 
-    def _of(
-        self, outcome: str, stage: str, reason: str, packets: Sequence[bytes], attempts: int
+    def record(
+        self, outcome: str, stage: str, reason: str, packets: Sequence[bytes], attempts: int = 1
     ) -> Record:
+        """Any record of this instance; the job (session, seq) is read from the first packet."""
         session_id, seq_no = _job_of(packets[0] if packets else b"")
         data = dead_letter_record(
             outcome=outcome,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..transport.base import Claim
 from .instruments import RuntimeMetrics
@@ -30,6 +30,19 @@ class Batch:
 
     number: int
     claims: tuple[Claim, ...] = ()
+    redeliveries: int = field(init=False, default=0)  # claims delivered before
+
+    def __post_init__(self) -> None:
+        redelivered = sum(1 for c in self.claims if c.attempt > 1)
+        object.__setattr__(self, "redeliveries", redelivered)
+
+    def attempt_of(self, raw: bytes) -> int:
+        """How many times ``raw`` (a packet of this batch) was delivered, this time included."""
+        if self.redeliveries:
+            for claim in self.claims:
+                if claim.raw == raw:
+                    return claim.attempt
+        return 1
 
 
 class Hooks:
@@ -133,9 +146,8 @@ class MetricsHooks(Hooks):
         m, claims = self.metrics, batch.claims
         m.packets_in(len(claims))
         m.observe_batch_size(len(claims))
-        redelivered = sum(1 for c in claims if c.attempt > 1)
-        if redelivered:
-            m.redeliveries(redelivered)
+        if batch.redeliveries:
+            m.redeliveries(batch.redeliveries)
 
     def processed(self, batch: Batch, result: PipelineResult) -> None:
         """Count outcomes and observe the batch's phase durations."""

@@ -18,7 +18,7 @@ from ..control.target import DRAINING, STARTING
 from ..errors import ParameterLimitError, UpdateResultError
 from ..metrics import AIOSMetrics
 from ..settings import Settings
-from .deadletter import dead_letter_record
+from .deadletter import DeadLetters
 from .hardware import hardware_snapshot
 
 __all__ = ["Adapted", "RuntimeTarget", "readiness"]
@@ -134,14 +134,7 @@ class RuntimeTarget:
     def dead_letter(self, raw: bytes, *, outcome: str, stage: str, reason: str) -> bytes:
         """A dead-letter record of this instance holding ``raw`` as its packet."""
         s = self.runtime.settings
-        return dead_letter_record(
-            outcome=outcome,
-            stage=stage,
-            reason=reason,
-            packets=[raw],
-            block_id=s.block_id,
-            instance_id=s.instance_id,
-        )
+        return DeadLetters(s.block_id, s.instance_id).record(outcome, stage, reason, [raw]).data
 
     def snapshot(self) -> dict[str, Any]:
         """The NODE_METRICS document: the block's metrics and this host's hardware."""

@@ -163,11 +163,8 @@ class Worker:
         self._send(Commit(local, acks, [r.data for r in records], settled))
 
     def _failures(self, batch: Batch, result: PipelineResult) -> list[Record]:
-        if not result.failures:
-            return []
-        attempts = {c.raw: c.attempt for c in batch.claims if c.attempt > 1}
         return [
-            self.records.failure(f, attempts.get(f.packets[0], 1) if f.packets else 1)
+            self.records.failure(f, batch.attempt_of(f.packets[0]) if f.packets else 1)
             for f in result.failures
         ]
 
@@ -189,7 +186,7 @@ class Worker:
                 else:
                     delivery = remote.get(out.sources)
                     if delivery is None:
-                        attempts = _attempt_of(batch, out.sources)
+                        attempts = batch.attempt_of(out.sources[0]) if out.sources else 1
                         delivery = remote[out.sources] = Delivery(out.sources, attempts=attempts)
                     delivery.pending.setdefault(dest, []).append(out.payload)
         return local, list(remote.values()), count
@@ -219,7 +216,7 @@ class Worker:
             sources = [raw for o in result.outputs if dest in o.destinations for raw in o.sources]
             where = f"{dest.host}:{dest.port}/{dest.db}"
             reason = f"{where} rejected the push to {dest.queue_name!r}: {error}"
-            attempts = _attempt_of(batch, tuple(sources))
+            attempts = batch.attempt_of(sources[0]) if sources else 1
             records.append(self.records.undelivered(sources, reason, attempts))
 
         def settled(refused: Rejected) -> None:
@@ -294,13 +291,6 @@ def _acks(batch: Batch, result: PipelineResult, held: Sequence[bytes]) -> list[b
         else:
             acks.append(raw)
     return acks
-
-
-def _attempt_of(batch: Batch, sources: tuple[bytes, ...]) -> int:
-    """The delivery count of the first of ``sources`` in ``batch`` (1 if not a redelivery)."""
-    if sources and any(c.attempt > 1 for c in batch.claims):
-        return next((c.attempt for c in batch.claims if c.raw == sources[0]), 1)
-    return 1
 
 
 def _screen(claims: list[Claim], max_deliveries: int) -> tuple[list[bytes], list[Claim]]:

@@ -98,3 +98,13 @@ def test_a_commit_of_dead_letters_only_records_no_push_time() -> None:
     assert len(source.dead) == 4
     assert _sample(metrics, "aios_dead_lettered_total", reason="user_error") == 4
     assert _sample(metrics, "aios_phase_seconds_count", phase="push") == 0
+
+
+def test_a_batch_knows_its_redeliveries() -> None:
+    from aios_instance.runtime.hooks import Batch
+    from aios_instance.transport.base import Claim
+
+    fresh = Batch(1, (Claim(b"a", 1), Claim(b"b", 1)))
+    assert (fresh.redeliveries, fresh.attempt_of(b"a")) == (0, 1)
+    again = Batch(2, (Claim(b"c", 3),))
+    assert (again.redeliveries, again.attempt_of(b"c"), again.attempt_of(b"x")) == (1, 3, 1)
