@@ -104,6 +104,13 @@ def _str(text: str) -> str:
     return text
 
 
+def _control_auth(text: str) -> str:
+    mode = text.strip().lower()
+    if mode not in ("auto", "none"):
+        raise ValueError("must be auto or none")
+    return mode
+
+
 def _log_level(text: str) -> str:
     level = text.strip().upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
@@ -221,6 +228,21 @@ class Settings:
         "Longest time shutdown spends finishing claimed packets.",
         _float_pos,
     )
+    job_timeout_s: float = setting(
+        "AIOS_JOB_TIMEOUT_S",
+        300.0,
+        "Longest one call of user code (on_preprocess, on_data, on_data_batch, a batch flush) "
+        "may run: past it the packet is dead-lettered `timeout`, `/live` answers 503 and the "
+        "instance hands back what it holds and exits (0: no limit).",
+        _float_nonneg,
+    )
+    max_hops: int = setting(
+        "AIOS_MAX_HOPS",
+        64,
+        "Blocks a packet may pass through before it is dead-lettered `routing_loop` "
+        "(0: no limit).",
+        _int(0, 1 << 20),
+    )
     default_output: str = setting(
         "AIOS_DEFAULT_OUTPUT",
         keys.DEFAULT_OUTPUT,
@@ -248,6 +270,31 @@ class Settings:
     control_token: str | None = setting(
         "AIOS_CONTROL_TOKEN", None, "Bearer token required on mutating control endpoints."
     )
+    control_auth: str = setting(
+        "AIOS_CONTROL_AUTH",
+        "auto",
+        "`auto`: `/setParameters` and `/mgmt` need the token when `AIOS_CONTROL_TOKEN` is set, "
+        "else answer loopback callers only; `none`: anyone may call them (logged at start).",
+        _control_auth,
+    )
+    control_idle_timeout_s: float = setting(
+        "AIOS_CONTROL_IDLE_TIMEOUT_S",
+        15.0,
+        "A control API or metrics connection idle this long is closed.",
+        _float_pos,
+    )
+    control_header_timeout_s: float = setting(
+        "AIOS_CONTROL_HEADER_TIMEOUT_S",
+        10.0,
+        "Longest time a client may take to send a request's headers (and body).",
+        _float_pos,
+    )
+    control_max_connections: int = setting(
+        "AIOS_CONTROL_MAX_CONNECTIONS",
+        128,
+        "Open connections the control API accepts; more are closed at once.",
+        _int(1, 100_000),
+    )
     session_ttl_s: float = setting(
         "AIOS_SESSION_TTL_S",
         0,
@@ -267,6 +314,11 @@ class Settings:
             _block_id(self.block_id)
         except ValueError as exc:  # also when given directly, not only from the environment
             raise ConfigError(f"invalid BLOCK_ID={self.block_id!r}: {exc}") from None
+        if self.control_auth == "none" and self.control_token:
+            raise ConfigError(
+                "AIOS_CONTROL_AUTH=none turns the control API's authentication off, yet "
+                "AIOS_CONTROL_TOKEN is set: unset one of them"
+            )
         if not self.instance_id:
             object.__setattr__(self, "instance_id", f"{socket.gethostname()}-{os.getpid()}")
 
