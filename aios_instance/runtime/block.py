@@ -114,6 +114,7 @@ class Runtime:
         )
         self.thread: threading.Thread | None = None
         self.draining = False
+        self.live_problem = ""  # why /live answers 503 (a job past AIOS_JOB_TIMEOUT_S); "" = live
         self._crashed = False
         self.started_at = time.time()
         self._services: list[Callable[[], None]] = []  # closers, run in reverse at shutdown
