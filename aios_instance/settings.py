@@ -225,7 +225,8 @@ class Settings:
     drain_timeout_s: float = setting(
         "AIOS_DRAIN_TIMEOUT_S",
         10.0,
-        "Longest time shutdown spends finishing claimed packets.",
+        "Longest time a stop spends finishing claimed packets; 2 s later, even with user code "
+        "hung, what is held goes back to the input and the process exits.",
         _float_pos,
     )
     job_timeout_s: float = setting(
@@ -239,8 +240,7 @@ class Settings:
     max_hops: int = setting(
         "AIOS_MAX_HOPS",
         64,
-        "Blocks a packet may pass through before it is dead-lettered `routing_loop` "
-        "(0: no limit).",
+        "Blocks a packet may pass through before it is dead-lettered `routing_loop` (0: no limit).",
         _int(0, 1 << 20),
     )
     default_output: str = setting(

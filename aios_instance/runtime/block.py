@@ -35,6 +35,7 @@ from ..settings import Settings
 from ..sidecars import BlockSideCars
 from ..transport.pool import SinkPool
 from ..transport.redis import RedisSource, connect
+from .giveup import give_up
 from .hooks import Hooks, MetricsHooks
 from .instruments import RuntimeMetrics
 from .lease import LeaseKeeper
@@ -42,11 +43,14 @@ from .loghooks import LoggingHooks
 from .pipeline import Pipeline
 from .startup import construct, unreachable, wait_for_redis
 from .target import RuntimeTarget
+from .watchdog import Abandoned, Stuck, Watchdog
 from .worker import Worker
 
 __all__ = ["Block", "Runtime"]
 
 log = logging.getLogger(__name__)
+
+_CLOSE_GRACE_S = 2.0  # past the drain deadline, for closing the services before the watchdog acts
 
 
 class Block:
@@ -77,6 +81,7 @@ class Block:
         try:
             try:
                 runtime = self._build()
+                runtime.exit_on_give_up = True  # the process is the block's: exit when stuck
                 _install_signals(runtime.stop)
             except _StopWhileStarting:
                 log.info("stop requested while the block was starting; exiting")
@@ -160,6 +165,10 @@ class Runtime:
             ),
         )
         self.lease = LeaseKeeper(self.source.lease, s.lease_ttl_s, on_renewed=self._sample)
+        self.watchdog = Watchdog(self.pipeline.running, s.job_timeout_s, self._stuck)
+        self.exit_on_give_up = False  # Block.run: the process ends when it gives up
+        self.gave_up = False
+        self._stop_deadline = 0.0  # monotonic; set by stop()
 
     def _wait_for_redis(self) -> None:
         """Before the block is built: the instance Redis answers (waited for with backoff)."""
@@ -213,7 +222,10 @@ class Runtime:
             gc.freeze()
             if on_serving is not None:
                 on_serving(self)
+            self.watchdog.start()
             self.worker.run()
+        except Abandoned:
+            return  # user code returned after the watchdog gave the instance up: all is done
         except BaseException:
             # Unexpected (a bug, or user code raising SystemExit): the claimed packets are
             # handed back as one more delivery each, so a packet that crashes the process
@@ -225,11 +237,17 @@ class Runtime:
             self._shutdown()
 
     def stop(self) -> None:
-        """Stop claiming; serve() then drains and returns."""
+        """Stop claiming; serve() then drains and returns, within AIOS_DRAIN_TIMEOUT_S (past
+        it, hung user code or not, the watchdog hands back what is held and ends the instance).
+        Only sets values (safe from a signal handler)."""
         if not self.draining:
             log.info("stopping: no new packets are claimed; finishing the ones held")
+            self._stop_deadline = time.monotonic() + self.settings.drain_timeout_s
+            self.watchdog.stop_by(self._stop_deadline + _CLOSE_GRACE_S)
         self.draining = True
         self.worker.stop()
+        if self.gave_up and not self.exit_on_give_up:
+            self._close_services()  # an embedded runtime that gave up: its thread is stuck
 
     def wait(self, timeout_s: float | None = None) -> bool:
         """Wait for a background runtime (start()) to finish; True if it did."""
@@ -271,14 +289,14 @@ class Runtime:
         self._services.extend(closers)
 
     def _shutdown(self) -> None:
+        if self.gave_up:
+            return  # the watchdog handed back what was held (giveup.py)
         t0 = time.monotonic()
         if not self._crashed:  # after a crash the pipeline's state is not to be trusted
-            self.worker.shutdown(self.settings.drain_timeout_s)
-        for close in reversed(self._services):
-            try:
-                close()
-            except Exception:
-                log.exception("error while stopping a service")
+            left_s = self._stop_deadline - t0 if self._stop_deadline else None
+            self.worker.shutdown(self.settings.drain_timeout_s if left_s is None else left_s)
+        self._close_services()
+        self.watchdog.stop()
         self.source.close(count_attempts=self._crashed)
         self.sinks.close()
         self.context.events.close()
@@ -286,6 +304,21 @@ class Runtime:
         self.redis.close()
         state.set_default_redis(None)
         log.info("stopped in %.2fs", time.monotonic() - t0)
+
+    def _close_services(self) -> None:
+        services, self._services = self._services, []
+        for close in reversed(services):
+            try:
+                close()
+            except Exception:
+                log.exception("error while stopping a service")
+
+    def _stuck(self, stuck: Stuck) -> bool:
+        """Called by the watchdog: give the instance up (see giveup.py); whether it did."""
+        gave_up = give_up(self, stuck)
+        if gave_up and self.draining:  # stop() came first: nobody else will close them
+            self._close_services()
+        return gave_up
 
     def _sample(self) -> None:
         """After each lease renewal: expire idle sessions, sample the autoscaling gauges."""

@@ -13,7 +13,7 @@ from prometheus_client import Counter, Histogram
 
 from ..metrics import AIOSMetrics
 
-__all__ = ["FAILURE_REASONS", "PHASES", "RuntimeMetrics"]
+__all__ = ["CALL_PHASES", "FAILURE_REASONS", "PHASES", "RuntimeMetrics"]
 
 
 #: Observed once per claimed batch (the batch's total time in that phase), never per packet:
@@ -26,7 +26,10 @@ FAILURE_REASONS = (
     "delivery_error",
     "expired",
     "max_deliveries",
+    "timeout",
 )
+#: The user calls the watchdog times (``aios_job_timeouts_total{phase}``).
+CALL_PHASES = ("on_preprocess", "on_data", "on_data_batch", "flush")
 
 
 def _decades(first_exponent: int, last_exponent: int) -> tuple[float, ...]:
@@ -73,6 +76,10 @@ class RuntimeMetrics:
         self._event_failed = m.register_counter(
             "aios_event_push_failed_total", "Failed pushes to the events queue"
         )
+        timeouts = m.register_counter(
+            "aios_job_timeouts_total", "User calls past AIOS_JOB_TIMEOUT_S", ["phase"]
+        )
+        self._timeouts = _bind(timeouts, "phase", CALL_PHASES)
 
     def _register_histograms(self, m: AIOSMetrics) -> None:
         phase = m.register_histogram(
@@ -129,6 +136,11 @@ class RuntimeMetrics:
         if child is None:
             child = self._sidecar.setdefault(name, self._sidecar_metric.labels(sidecar=name))
         child.inc()
+
+    def job_timed_out(self, phase: str) -> None:
+        """Called when a call of user code in ``phase`` (one of CALL_PHASES) ran past the
+        job timeout."""
+        _pick(self._timeouts, phase, "phase").inc()
 
     def event_push_failed(self) -> None:
         """Called when a push to the events queue failed."""

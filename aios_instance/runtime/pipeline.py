@@ -40,6 +40,7 @@ from .outcome import (
     per_entry,
     raised,
 )
+from .watchdog import Running
 
 __all__ = ["Failure", "Outcome", "Output", "Pipeline", "PipelineResult"]
 
@@ -78,6 +79,7 @@ class Pipeline:
         name = type(block).__name__
         self._muxing = Muxing(self.muxer, name) if self.muxer is not None else None
         self._batchers = TimeBatchers(block)
+        self.running = Running()  # the call of user code in progress, for the watchdog
 
     @property
     def time_batchers(self) -> list[TimeBasedBatcher]:
@@ -94,6 +96,7 @@ class Pipeline:
         acc = Accumulator()
         with self._batchers:
             self._run_jobs(self._admit(packet, b"", acc), acc)
+        self.running.call = None
         return acc.freeze()
 
     def process_batch(self, raws: Sequence[bytes]) -> PipelineResult:
@@ -104,25 +107,30 @@ class Pipeline:
             jobs = self._decode_and_admit(raws, acc)
             acc.phase_s["preprocess"] = time.perf_counter() - t0
             self._run_jobs(jobs, acc)
+        self.running.call = None
         return acc.freeze()
 
     def tick(self, now: float | None = None) -> PipelineResult:
         """Expire stale muxer groups and flush due time-based batches (call at next_deadline)."""
         now = time.monotonic() if now is None else now
         acc = Accumulator()
+        self._stamp("flush", ())
         with self._batchers:
             if self._muxing is not None:
                 self._muxing.expire(now, acc)
             for batcher, batch in self._batchers.due(now):
                 self._flush_batch(batcher, batch, acc)
+        self.running.call = None
         return acc.freeze()
 
     def drain(self) -> PipelineResult:
         """At shutdown: flush every held time-based batch, as tick() does a due one."""
         acc = Accumulator()
+        self._stamp("flush", ())
         with self._batchers:
             for batcher, batch in self._batchers.flush_all():
                 self._flush_batch(batcher, batch, acc)
+        self.running.call = None
         return acc.freeze()
 
     def hand_back(self) -> list[bytes]:
@@ -144,6 +152,10 @@ class Pipeline:
             return self._on_data(entry, is_ws=is_ws)
         return self._on_data(entry)
 
+    def _stamp(self, phase: str, raws: tuple[bytes, ...]) -> None:
+        """Say which user call begins now (read by the watchdog; cleared by the entry points)."""
+        self.running.call = (time.monotonic(), phase, raws)
+
     # -- steps -----------------------------------------------------------------------------
     def _decode_and_admit(self, raws: Sequence[bytes], acc: Accumulator) -> list[_Job]:
         """Decode each packet and admit it: the jobs for on_data."""
@@ -160,6 +172,7 @@ class Pipeline:
 
     def _admit(self, packet: AIOSPacket, raw: bytes, acc: Accumulator) -> list[_Job]:
         """Validate, mux and preprocess one packet into jobs for on_data."""
+        self._stamp("on_preprocess", (raw,))
         if self._validate_json and not self._data_is_json(packet, raw, acc):
             return []
         raws: tuple[bytes, ...] = (raw,)
@@ -240,7 +253,9 @@ class Pipeline:
         on_data = self._on_data
         if self.on_data_takes_is_ws:
             on_data = functools.partial(on_data, is_ws=False)
+        running, clock = self.running, time.monotonic
         for job in jobs:
+            running.call = (clock(), "on_data", job.raws)
             try:
                 append(on_data(job.entry))
             except Exception as exc:
@@ -248,6 +263,7 @@ class Pipeline:
         return rets
 
     def _infer_batch(self, jobs: list[_Job]) -> list[Any]:
+        self._stamp("on_data_batch", tuple(raw for job in jobs for raw in job.raws))
         try:
             rets = list(self._on_data_batch([job.entry for job in jobs]))  # type: ignore[misc]
         except Exception as exc:

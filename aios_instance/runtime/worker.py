@@ -28,6 +28,7 @@ from .loghooks import LoggingHooks
 from .outbox import MAX_PARKED, Delivery, Outbox
 from .outcome import PipelineResult
 from .pipeline import Pipeline
+from .watchdog import Gate
 
 __all__ = ["MAX_PARKED", "Worker"]
 
@@ -68,6 +69,7 @@ class Worker:
         )
         self.claim_size = ClaimSize(claim_batch, claim_target_s)
         self.stopping = threading.Event()
+        self.gate = Gate()  # around every transport call: a watchdog may take the source over
         self.in_flight = 0
         self._numbers = itertools.count(1)
         self._local: dict[Destination, bool] = {}  # source.is_local, memoized
@@ -104,7 +106,8 @@ class Worker:
         if self.outbox.parked_outputs > MAX_PARKED:
             self.stopping.wait(self._wait_s())  # backpressure: an endpoint is down
             return 0
-        claims = self.source.claim(self.claim_size.next, self._wait_s())
+        with self.gate:
+            claims = self.source.claim(self.claim_size.next, self._wait_s())
         if claims:
             self._run(claims)
         self._tick_if_due()
@@ -146,6 +149,10 @@ class Worker:
     # -- the commit ------------------------------------------------------------------------
     def _commit(self, batch: Batch, result: PipelineResult, records: list[Record]) -> None:
         """Push remote outputs, then commit local outputs, dead letters and acks at once."""
+        with self.gate:
+            self._commit_now(batch, result, records)
+
+    def _commit_now(self, batch: Batch, result: PipelineResult, records: list[Record]) -> None:
         t0 = time.perf_counter()
         records += self._failures(batch, result)
         local, remote, pushed = self._route(batch, result)
@@ -228,6 +235,10 @@ class Worker:
     def _retry_parked(self) -> None:
         """Retry commits the source could not take (in order), then finish the parked
         deliveries that are due."""
+        with self.gate:
+            self._retry_parked_now()
+
+    def _retry_parked_now(self) -> None:
         self.outbox.resend(self.source.commit)
         acks, records = self.outbox.retry(self.clock())
         if not (acks or records):
@@ -253,7 +264,8 @@ class Worker:
             self._commit(batch, result, [])
             handed = self.pipeline.hand_back()
             if handed:
-                self.source.release(handed)
+                with self.gate:
+                    self.source.release(handed)
             while self.outbox.busy and time.monotonic() < deadline:
                 wait = min(self.outbox.next_retry_at - self.clock(), deadline - time.monotonic())
                 time.sleep(min(max(wait, 0.0), 0.1))

@@ -139,11 +139,6 @@ class Procs:
         return proc
 
 
-@pytest.fixture
-def procs(tmp_path: Path, spawned: list[subprocess.Popen[bytes]]) -> Procs:
-    return Procs(tmp_path, spawned)
-
-
 def _pings(client: redis.Redis) -> bool:
     try:
         return bool(client.ping())
