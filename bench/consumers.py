@@ -101,6 +101,7 @@ def run_runtime(
     instance_id: str,
     sleep_ms: float = 0.0,
     claim_batch: int = 64,
+    drain_timeout_s: float = 10.0,
     profile: str | None = None,
     profile_out: str | None = None,
     **_: Any,
@@ -123,6 +124,7 @@ def run_runtime(
         metrics_port=free_port(),
         control_bind="127.0.0.1",
         claim_batch=claim_batch,
+        drain_timeout_s=drain_timeout_s,
     )
     block = Block(block_class, settings)
     if profile is None:
@@ -169,6 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--sleep-ms", type=float, default=0.0)
     parser.add_argument("--claim-batch", type=int, default=64, help="runtime: AIOS_CLAIM_BATCH")
+    parser.add_argument("--drain-timeout-s", type=float, default=10.0, help="runtime")
     parser.add_argument("--profile", choices=["cprofile", "pyinstrument"])
     parser.add_argument("--profile-out")
     args = parser.parse_args(argv)
@@ -178,6 +181,7 @@ def main(argv: list[str] | None = None) -> None:
         batch=args.batch,
         sleep_ms=args.sleep_ms,
         claim_batch=args.claim_batch,
+        drain_timeout_s=args.drain_timeout_s,
         profile=args.profile,
         profile_out=args.profile_out,
     )

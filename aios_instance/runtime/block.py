@@ -289,8 +289,8 @@ class Runtime:
         self._services.extend(closers)
 
     def _shutdown(self) -> None:
-        if self.gave_up:
-            return  # the watchdog handed back what was held (giveup.py)
+        if self.worker.gate.closed:
+            return  # the watchdog gives the instance up (giveup.py): it hands back what is held
         t0 = time.monotonic()
         if not self._crashed:  # after a crash the pipeline's state is not to be trusted
             left_s = self._stop_deadline - t0 if self._stop_deadline else None

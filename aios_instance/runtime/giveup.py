@@ -62,7 +62,6 @@ def give_up(rt: Stoppable, stuck: Stuck) -> bool:
         rt.live_problem = ""
         log.warning("%s returned after all, %.1fs after it began", stuck.phase, stuck.running_s)
         return False
-    rt.gave_up = True
     exits = "exiting" if rt.exit_on_give_up else "stopping"
     log.error("%s; handing back the packets held and %s", why, exits)
     if stuck.timed_out:
@@ -71,6 +70,7 @@ def give_up(rt: Stoppable, stuck: Stuck) -> bool:
         _hand_back(rt, stuck, why)
     else:  # the worker's Redis call hangs too: the lease hands its packets back
         log.error("the worker's Redis call did not end within %gs either", _FENCE_TIMEOUT_S)
+    rt.gave_up = True
     if rt.exit_on_give_up:
         _exit(EXIT_JOB_TIMEOUT if stuck.timed_out else 0)
     return True
@@ -102,6 +102,7 @@ def _hand_back(rt: Stoppable, stuck: Stuck, why: str) -> None:
     except TransportError as exc:  # the lease hands it back (a timed-out one counted again)
         log.error("could not settle the stuck packet: %s", exc)
     source.close()
+    rt.worker.outbox.close()
     rt.sinks.close()
 
 

@@ -1,17 +1,27 @@
 """The outbox: outputs for endpoints other than the input Redis, and commits the input Redis
 could not take.
 
-Remote outputs are pushed one round trip per endpoint. Those an endpoint cannot take now are
-*parked* with the inputs they came from, which stay claimed: the endpoint is retried with
-exponential backoff (new outputs for it are parked without a try while it backs off) and
-the loop keeps serving other packets; past ``delivery_timeout_s`` the inputs are
+Remote outputs are pushed one round trip per endpoint, on the endpoint's own sender thread
+(``senders.py``), one push at a time per endpoint; the worker waits for a push at most
+``push_wait_s``, and not at all for an endpoint that failed or is slow, so a silent or down
+endpoint holds up only the outputs routed to it. Outputs an endpoint has not taken yet are
+*parked* with the inputs they came from, which stay claimed: an endpoint that failed is
+retried with exponential backoff (new outputs for it are parked without a try while it backs
+off) and the loop keeps serving other packets; past ``delivery_timeout_s`` the inputs are
 dead-lettered with the reason. A push the server *rejects* (``WRONGTYPE``: the list name is
-another kind of key) cannot succeed on retry and is dead-lettered at once. A commit the
-input Redis could not take waits here too, and is retried first.
+another kind of key) cannot succeed on retry and is dead-lettered at once. A commit the input
+Redis could not take waits here too, and is retried first.
+
+Bounds: while ``MAX_PARKED`` outputs or ``MAX_PARKED_BYTES`` are parked, new outputs for an
+endpoint that failed are dead-lettered at once; the worker stops claiming while more than
+``MAX_PARKED`` outputs wait for endpoints that have not failed (backpressure from a slow but
+working downstream).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,15 +29,18 @@ from typing import Any
 
 from ..errors import TransportError
 from ..routing import Destination
-from ..transport.base import Commit, Rejected, Sink
+from ..transport.base import Commit, Rejected
 from .deadletter import DeadLetters, Record
 from .hooks import Hooks
+from .senders import Senders
 
-__all__ = ["MAX_PARKED", "Delivery", "Outbox"]
+__all__ = ["MAX_PARKED", "MAX_PARKED_BYTES", "Delivery", "Outbox"]
 
-MAX_PARKED = 10_000  # outputs held for unreachable endpoints before claiming pauses
+MAX_PARKED = 10_000  # parked outputs (see the module's docstring)
+MAX_PARKED_BYTES = 256 << 20
 _BACKOFF_MIN_S = 0.05
 _BACKOFF_MAX_S = 5.0
+_POLL_S = 0.05  # how often the loop looks at pushes in progress
 
 
 @dataclass(eq=False, slots=True)
@@ -49,6 +62,17 @@ class _Endpoint:
     error: str = ""
 
 
+@dataclass(eq=False, slots=True)
+class _Flight:
+    """A push in progress on an endpoint's sender."""
+
+    future: concurrent.futures.Future[Rejected]
+    batch: dict[Destination, list[bytes]]
+    members: list[Delivery]  # the deliveries of the round it was started in
+    started: float  # on the outbox's clock (the backoff counts from the try)
+    round: int  # the _push call that started it
+
+
 class Outbox:
     """Pushes remote outputs; parks, retries and expires what cannot be pushed yet."""
 
@@ -59,15 +83,22 @@ class Outbox:
         hooks: Hooks,
         *,
         delivery_timeout_s: float = 30.0,
+        push_wait_s: float = 0.2,
     ) -> None:
         self._sink_for = sink_for
         self._records = records
         self._hooks = hooks
         self.delivery_timeout_s = delivery_timeout_s
+        self.push_wait_s = push_wait_s
         self._parked: list[Delivery] = []
         self._commits: list[Commit] = []
         self._down: dict[str, _Endpoint] = {}
+        self._flights: dict[str, _Flight] = {}
+        self._senders = Senders()
         self.parked_outputs = 0
+        self.parked_bytes = 0
+        self.answering_outputs = 0  # parked for endpoints that have not failed (slow ones)
+        self._round = 0  # calls of _push: a push started in an earlier one carries parked work
         self.next_retry_at = math.inf  # monotonic time parked work needs attention
 
     @property
@@ -80,30 +111,40 @@ class Outbox:
         """Parked deliveries and commits."""
         return len(self._parked) + len(self._commits)
 
+    @property
+    def backpressure(self) -> bool:
+        """Whether claiming should pause: too much waits for endpoints that do answer."""
+        return self.answering_outputs > MAX_PARKED
+
+    @property
+    def endpoints(self) -> int:
+        """Endpoints with a sender (their threads end when idle)."""
+        return len(self._senders)
+
     def send(self, deliveries: Sequence[Delivery], now: float) -> tuple[list[bytes], list[Record]]:
-        """Push ``deliveries``; park those an endpoint cannot take now. Returns the inputs
-        to hold back (not to acknowledge) and the dead-letter records of rejected pushes."""
-        records = self._push(deliveries, now)
-        held: list[bytes] = []
-        for delivery in deliveries:
-            if delivery.pending:
-                self._parked.append(delivery)
-                held.extend(delivery.sources)
-        self._refresh()
-        return held, records
+        """Push ``deliveries``, waiting up to ``push_wait_s`` for endpoints that answer; park
+        the rest. Returns the inputs to hold back (not to acknowledge) and the dead-letter
+        records of rejected or refused pushes."""
+        records = self._push(deliveries, now, fresh=True)
+        parked = [d for d in deliveries if d.pending]
+        if parked:
+            self._parked += parked
+            self._count(parked, now, add=True)  # not a recount: the hot path, O(batch)
+        return [raw for d in parked for raw in d.sources], records
 
     def retry(self, now: float) -> tuple[list[bytes], list[Record]]:
-        """Retry the parked deliveries whose endpoint is due; dead-letter those past the
-        delivery timeout. Returns the inputs now finished (to acknowledge) and records."""
-        if not self._parked or now < self.next_retry_at:
+        """Land finished pushes, retry the parked deliveries whose endpoint is due,
+        dead-letter those past the delivery timeout. Returns the inputs now finished (to
+        acknowledge) and records."""
+        if not self._parked or (now < self.next_retry_at and not self._landed()):
             return [], []
         parked, self._parked = self._parked, []
         expiry = now - self.delivery_timeout_s
-        records = [self._expire(d) for d in parked if d.first_failure <= expiry]
-        records += self._push(parked, now)
+        records = [self._expire(d) for d in parked if d.pending and d.first_failure <= expiry]
+        records += self._push(parked, now, fresh=False)
         self._parked = [d for d in parked if d.pending]
         self._forget_idle_endpoints()
-        self._refresh()
+        self._refresh(now)
         return [raw for d in parked if not d.pending for raw in d.sources], records
 
     def park_commit(self, commit: Commit) -> None:
@@ -119,67 +160,159 @@ class Outbox:
         while self._commits:
             commit(self._commits[0])
             self._commits.pop(0)
-        self._refresh()
+        self.next_retry_at = 0.0 if self._parked else math.inf  # recomputed by retry()
 
-    def _push(self, deliveries: Sequence[Delivery], now: float) -> list[Record]:
-        """Push pending outputs, one round trip per sink; endpoints backing off are not
-        tried. Pushed destinations leave ``pending``; rejected ones become records."""
-        batches: dict[int, tuple[Sink, dict[Destination, list[bytes]]]] = {}
-        unusable: dict[Destination, str] = {}
+    def wait(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for the pushes in progress to finish (they are settled by
+        the next ``retry``); whether they all did."""
+        futures = [f.future for f in self._flights.values()]
+        return not futures or not concurrent.futures.wait(futures, timeout=timeout_s).not_done
+
+    def close(self) -> None:
+        """Stop the senders (a push in progress is not waited for)."""
+        self._senders.close()
+
+    # -- pushing ---------------------------------------------------------------------------
+    def _push(self, deliveries: Sequence[Delivery], now: float, *, fresh: bool) -> list[Record]:
+        """Start a push per endpoint that is free and due and settle every push that
+        finished; for ``fresh`` deliveries (not parked yet) wait for the endpoints that have
+        not failed. Pushed destinations leave ``pending``; rejected or unusable ones become
+        records."""
+        self._round += 1
+        records = self._land(now)  # a finished push frees its endpoint for the next one
+        batches: dict[str, tuple[Any, dict[Destination, list[bytes]]]] = {}
+        plan: dict[Destination, list[bytes] | str | None] = {}  # resolved once per destination
+        full = self.parked_outputs >= MAX_PARKED or self.parked_bytes >= MAX_PARKED_BYTES
         for delivery in deliveries:
+            if full and fresh and self._refused(delivery, records):
+                continue
+            unusable = None
             for dest, payloads in delivery.pending.items():
-                down = self._down.get(_endpoint(dest))
-                if down is not None and down.retry_at > now:
-                    continue
-                try:
-                    sink = self._sink_for(dest)
-                except Exception as exc:  # an address no client accepts: retrying can't help
-                    unusable[dest] = f"no connection possible: {exc}"
-                    continue
-                batches.setdefault(id(sink), (sink, {}))[1].setdefault(dest, []).extend(payloads)
-        done: dict[Destination, str | None] = dict(unusable)
-        for sink, batch in batches.values():
-            rejected = self._try(sink, batch, now)
-            if rejected is not None:
-                done.update(dict.fromkeys(batch))
-                done.update(rejected)
-        return [record for d in deliveries for record in self._settle(d, done, now)]
-
-    def _try(
-        self, sink: Sink, batch: dict[Destination, list[bytes]], now: float
-    ) -> Rejected | None:
-        """Push one sink's batch: the rejected destinations, or None when unreachable."""
-        key = _endpoint(next(iter(batch)))
-        try:
-            rejected = sink.push(batch)
-        except TransportError as exc:
-            down = self._down.setdefault(key, _Endpoint())
-            down.backoff_s = min(down.backoff_s * 2, _BACKOFF_MAX_S)
-            down.retry_at = now + down.backoff_s
-            down.error = str(exc)
-            self._hooks.delivery_failed(key, exc, sum(len(p) for p in batch.values()))
-            return None
-        if self._down.pop(key, None) is not None:
-            self._hooks.delivery_recovered(key)
-        return rejected
-
-    def _settle(
-        self, delivery: Delivery, done: dict[Destination, str | None], now: float
-    ) -> list[Record]:
-        records = []
-        for dest in [d for d in delivery.pending if d in done]:
-            del delivery.pending[dest]
-            error = done[dest]
-            if error is not None:
-                reason = f"{_endpoint(dest)} rejected the push to {dest.queue_name!r}: {error}"
-                records.append(self._undelivered(delivery, reason))
-        if delivery.pending and not delivery.first_failure:
-            delivery.first_failure = now
+                target = plan.get(dest, _UNSEEN)
+                if target is _UNSEEN:
+                    target = plan[dest] = self._target(dest, now, batches)
+                if type(target) is list:
+                    target.extend(payloads)
+                elif target is not None:
+                    unusable = unusable or {}
+                    unusable[dest] = target
+            if unusable:
+                records += self._unusable(delivery, unusable)
+        waited = self._start(batches, deliveries, now)
+        if fresh and waited:
+            concurrent.futures.wait(waited, timeout=self.push_wait_s)
+        records += self._land(now)
+        for delivery in deliveries:
+            if delivery.pending and not delivery.first_failure:
+                delivery.first_failure = now
         return records
+
+    def _target(
+        self,
+        dest: Destination,
+        now: float,
+        batches: dict[str, tuple[Any, dict[Destination, list[bytes]]]],
+    ) -> list[bytes] | str | None:
+        """Where ``dest``'s outputs go in this round: the list of its endpoint's batch; None
+        when the endpoint is busy with a push or backing off (they wait); the reason when no
+        client can be made for the address (retrying cannot help)."""
+        key = _endpoint(dest)
+        if key in self._flights:
+            return None  # one push at a time per endpoint: its order is kept
+        down = self._down.get(key)
+        if down is not None and down.retry_at > now:
+            return None
+        try:
+            sink = self._sink_for(dest)
+        except Exception as exc:
+            return f"{key}: no connection possible: {exc}"
+        entry = batches.get(key)
+        if entry is None:
+            entry = batches[key] = (sink, {})
+        elif entry[0] is not sink:
+            return None  # another client for the same server (a password): next round
+        return entry[1].setdefault(dest, [])
+
+    def _unusable(self, delivery: Delivery, reasons: dict[Destination, str]) -> list[Record]:
+        for dest in reasons:
+            del delivery.pending[dest]
+        return [self._undelivered(delivery, reason) for reason in sorted(set(reasons.values()))]
+
+    def _refused(self, delivery: Delivery, records: list[Record]) -> bool:
+        """The outbox is full: a new delivery to an endpoint that failed is dead-lettered at
+        once (a producer must not fill memory through ``output_ptr``)."""
+        bad = sorted({_endpoint(d) for d in delivery.pending if _endpoint(d) in self._down})
+        if not bad:
+            return False
+        reason = (
+            f"outputs for {', '.join(bad)} refused: {self.parked_outputs} outputs "
+            f"({self.parked_bytes} bytes) already wait for endpoints that failed "
+            f"(bounds: {MAX_PARKED} outputs, {MAX_PARKED_BYTES} bytes)"
+        )
+        delivery.pending.clear()
+        records.append(self._undelivered(delivery, reason))
+        return True
+
+    def _start(
+        self,
+        batches: dict[str, tuple[Any, dict[Destination, list[bytes]]]],
+        deliveries: Sequence[Delivery],
+        now: float,
+    ) -> list[concurrent.futures.Future[Rejected]]:
+        """Hand each endpoint's batch to its sender; the futures worth waiting for. Every
+        delivery with a destination in a batch had its outputs put in it, so the deliveries
+        of the round are the members of each push."""
+        waited = []
+        members = list(deliveries)
+        for key, (sink, batch) in batches.items():
+            sender = self._senders.get(key, self._flights.__contains__)
+            if sender is None:
+                continue  # every sender is busy: the outputs wait for the next round
+            future = sender.submit(functools.partial(sink.push, batch))
+            self._flights[key] = _Flight(future, batch, members, now, self._round)
+            if key not in self._down:  # an endpoint that failed is not waited for
+                waited.append(future)
+        return waited
+
+    def _landed(self) -> bool:
+        return any(f.future.done() for f in self._flights.values())
+
+    def _land(self, now: float) -> list[Record]:
+        """Settle the pushes that finished: backoff for a failed one, records for rejected
+        destinations, and the pushed destinations out of their deliveries' ``pending``."""
+        records: list[Record] = []
+        for key, flight in [(k, f) for k, f in self._flights.items() if f.future.done()]:
+            del self._flights[key]
+            error = flight.future.exception()
+            if error is not None:
+                self._failed(key, flight, error, now)
+                continue
+            rejected = flight.future.result()
+            if flight.round != self._round:
+                self.next_retry_at = 0.0  # it finished parked deliveries: retry() acks them
+            if self._down.pop(key, None) is not None:
+                self._hooks.delivery_recovered(key)
+            for delivery in flight.members:
+                for dest in flight.batch:
+                    if delivery.pending.pop(dest, None) is not None and dest in rejected:
+                        reason = f"{key} rejected the push to {dest.queue_name!r}: {rejected[dest]}"
+                        records.append(self._undelivered(delivery, reason))
+        return records
+
+    def _failed(self, key: str, flight: _Flight, error: BaseException, now: float) -> None:
+        down = self._down.setdefault(key, _Endpoint())
+        down.backoff_s = min(down.backoff_s * 2, _BACKOFF_MAX_S)
+        down.retry_at = flight.started + down.backoff_s
+        down.error = str(error)
+        exc = error if isinstance(error, Exception) else TransportError(str(error))
+        self._hooks.delivery_failed(key, exc, sum(len(p) for p in flight.batch.values()))
 
     def _expire(self, delivery: Delivery) -> Record:
         where = sorted({_endpoint(d) for d in delivery.pending})
         errors = sorted({self._down[e].error for e in where if e in self._down})
+        still = [e for e in where if e in self._flights and e not in self._down]
+        if still:
+            errors.append(f"no answer from {', '.join(still)}")
         reason = (
             f"outputs undeliverable to {', '.join(where)} for "
             f"{self.delivery_timeout_s:g}s: {'; '.join(errors)}"
@@ -202,16 +335,40 @@ class Outbox:
         for endpoint in [e for e in self._down if e not in waiting]:
             del self._down[endpoint]
 
-    def _refresh(self) -> None:
-        """Recount parked outputs and when the next retry or expiry is due."""
-        due, count = (0.0 if self._commits else math.inf), 0
-        for delivery in self._parked:
-            count += sum(len(p) for p in delivery.pending.values())
+    def _refresh(self, now: float) -> None:
+        """Recount parked outputs and bytes, and when the next retry or expiry is due."""
+        self.next_retry_at = 0.0 if self._commits else math.inf
+        self._count(self._parked, now, add=False)
+
+    def _count(self, deliveries: Sequence[Delivery], now: float, *, add: bool) -> None:
+        """Count ``deliveries`` in (``add``) or as all there is, and bring the next retry or
+        expiry forward to what they need."""
+        due, count, size, answering = self.next_retry_at, 0, 0, 0
+        for delivery in deliveries:
+            if not delivery.pending:
+                due = 0.0  # finished meanwhile: to acknowledge
+                continue
             due = min(due, delivery.first_failure + self.delivery_timeout_s)
-            for dest in delivery.pending:
-                down = self._down.get(_endpoint(dest))
-                due = min(due, down.retry_at if down is not None else 0.0)
-        self.next_retry_at, self.parked_outputs = due, count
+            for dest, payloads in delivery.pending.items():
+                key = _endpoint(dest)
+                count += len(payloads)
+                size += sum(map(len, payloads))
+                if key in self._flights:
+                    due = min(due, now + _POLL_S)
+                else:
+                    down = self._down.get(key)
+                    due = min(due, down.retry_at if down is not None else 0.0)
+                if key not in self._down:
+                    answering += len(payloads)
+        self.next_retry_at = due
+        if add:
+            count += self.parked_outputs
+            size += self.parked_bytes
+            answering += self.answering_outputs
+        self.parked_outputs, self.parked_bytes, self.answering_outputs = count, size, answering
+
+
+_UNSEEN: Any = object()
 
 
 def _endpoint(dest: Destination) -> str:

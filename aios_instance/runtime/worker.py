@@ -103,8 +103,8 @@ class Worker:
     def step(self) -> int:
         """One claim/process/commit cycle; returns the number of packets claimed."""
         self._retry_parked()
-        if self.outbox.parked_outputs > MAX_PARKED:
-            self.stopping.wait(self._wait_s())  # backpressure: an endpoint is down
+        if self.outbox.backpressure:
+            self.stopping.wait(self._wait_s())  # a slow endpoint: leave the backlog in Redis
             return 0
         with self.gate:
             claims = self.source.claim(self.claim_size.next, self._wait_s())
@@ -276,6 +276,7 @@ class Worker:
             self.hooks.source_failed(exc, retrying=False)
         if self.outbox.busy:
             self.hooks.unfinished(self.outbox.deliveries)
+        self.outbox.close()
         self.hooks.stopped()
 
     def _is_local(self, dest: Destination) -> bool:

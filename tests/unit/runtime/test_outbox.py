@@ -4,12 +4,14 @@ commits the source could not take."""
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 import pytest
 
 from aios_instance.errors import TransportError
 from aios_instance.routing import Destination
+from aios_instance.runtime import outbox as outbox_module
 from aios_instance.runtime.deadletter import DeadLetters
 from aios_instance.runtime.hooks import Hooks
 from aios_instance.runtime.outbox import Delivery, Outbox
@@ -62,11 +64,16 @@ def test_an_unreachable_endpoint_parks_backs_off_and_delivers_when_back() -> Non
     assert held == [b"p0"]  # p1's endpoint took it
     assert (outbox.parked_outputs, outbox.next_retry_at) == (1, 0.05)
     assert outbox.retry(0.04) == ([], [])  # backing off: not tried
-    assert outbox.retry(0.05) == ([], [])  # tried, failed again: 100 ms now
-    assert outbox.next_retry_at == pytest.approx(0.15)
+    assert outbox.retry(0.05) == ([], [])  # tried (on a:1's sender, not waited for)
+    assert outbox.wait(5)
+    assert sinks["a:1"].attempts == 2
+    assert outbox.retry(0.06) == ([], [])  # failed again: 100 ms now
+    assert outbox.next_retry_at == pytest.approx(0.15)  # from the try
     assert events.failed == [("a:1", 1), ("a:1", 1)]
     sinks["a:1"].fail = False
-    assert outbox.retry(0.2) == ([b"p0"], [])
+    assert outbox.retry(0.2) == ([], [])  # tried again
+    assert outbox.wait(5)
+    assert outbox.retry(0.21) == ([b"p0"], [])
     assert events.recovered == ["a:1"]
     assert (outbox.busy, outbox.parked_outputs) == (False, 0)
 
@@ -130,3 +137,66 @@ def test_backoff_state_is_dropped_with_the_last_output_for_an_endpoint() -> None
     assert list(outbox._down) == ["a:1"]
     outbox.retry(5.0)  # expired: nothing parked for a:1 any more
     assert outbox._down == {} and not outbox.busy
+
+
+class Tarpit(MemorySink):
+    """An endpoint that accepts a push and does not answer until the test lets it go."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.go = threading.Event()
+        self.entered = threading.Event()
+        self.calls = 0
+
+    def push(self, batches: Any) -> Any:
+        self.calls += 1
+        self.entered.set()
+        assert self.go.wait(30)
+        return super().push(batches)
+
+
+def test_a_silent_endpoint_holds_only_its_own_outputs() -> None:
+    tarpit, fine = Tarpit(), MemorySink()
+    sinks = {"a:1": tarpit, "b:1": fine}
+    outbox, _ = _outbox(sinks, timeout_s=30.0)
+    outbox.push_wait_s = 0.05
+    held, _ = outbox.send([_delivery(b"p0"), _delivery(b"p1", B)], now=0.0)
+    assert held == [b"p0"]  # waited a little for a:1, then went on
+    assert fine.lists["next_inputs"] == [b"p1-out"]
+    assert tarpit.entered.is_set()
+    # a:1 is busy with its push: the next outputs for it wait behind it, without a try.
+    held, _ = outbox.send([_delivery(b"p2"), _delivery(b"p3", B)], now=0.1)
+    assert held == [b"p2"] and fine.lists["next_inputs"] == [b"p1-out", b"p3-out"]
+    assert tarpit.calls == 1
+    tarpit.go.set()
+    assert outbox.wait(5)
+    assert outbox.retry(0.2) == ([b"p0"], [])  # p0's push landed; p2's starts now
+    assert outbox.wait(5)
+    assert outbox.retry(0.3) == ([b"p2"], [])
+    assert tarpit.lists["next_inputs"] == [b"p0-out", b"p2-out"]  # in order
+
+
+def test_past_the_bound_outputs_for_a_failed_endpoint_are_refused_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(outbox_module, "MAX_PARKED", 2)
+    sinks = {"a:1": MemorySink(), "b:1": MemorySink()}
+    sinks["a:1"].fail = True
+    outbox, _ = _outbox(sinks, timeout_s=30.0)
+    held, records = outbox.send([_delivery(b"p0"), _delivery(b"p1")], now=0.0)
+    assert (held, records, outbox.parked_outputs) == ([b"p0", b"p1"], [], 2)
+    held, records = outbox.send([_delivery(b"p2"), _delivery(b"p3", B)], now=0.01)
+    assert held == []  # p2 refused, p3's endpoint works
+    [record] = records
+    assert record.outcome == "delivery_error" and "a:1" in record.reason
+    assert "already wait for endpoints that failed" in record.reason
+    assert sinks["b:1"].lists["next_inputs"] == [b"p3-out"]
+    assert not outbox.backpressure  # they wait for a failed endpoint: claiming goes on
+
+
+def test_parked_bytes_are_counted() -> None:
+    sinks = {"a:1": MemorySink()}
+    sinks["a:1"].fail = True
+    outbox, _ = _outbox(sinks)
+    outbox.send([Delivery((b"p",), {A: [b"x" * 1000, b"y" * 24]})], now=0.0)
+    assert (outbox.parked_outputs, outbox.parked_bytes) == (2, 1024)

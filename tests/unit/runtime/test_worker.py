@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -22,9 +23,10 @@ from aios_instance.embedded import EmbeddedRedis, free_port
 from aios_instance.errors import TransportError
 from aios_instance.packet import decode_packet, make_packet
 from aios_instance.routing import Destination, Router, destination_from_url
+from aios_instance.runtime import outbox as outbox_module
 from aios_instance.runtime.hooks import Batch, Hooks
 from aios_instance.runtime.pipeline import Pipeline
-from aios_instance.runtime.worker import MAX_PARKED, Worker
+from aios_instance.runtime.worker import Worker
 from aios_instance.tools import Muxer
 from aios_instance.transport.memory import MemorySink, MemorySource
 from aios_instance.transport.pool import SinkPool
@@ -185,6 +187,19 @@ def test_failures_are_dead_lettered_with_reason_and_the_packet(
     assert hooks.acked == 6
 
 
+class Settling:
+    """Steps a worker, then waits for the pushes it started on the endpoints' senders, so
+    that the next step sees how they ended (what a busier loop sees a little later)."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+
+    def step(self) -> int:
+        claimed = self.worker.step()
+        assert self.worker.outbox.wait(10)
+        return claimed
+
+
 def test_unreachable_endpoint_keeps_inputs_claimed_backs_off_then_dead_letters(
     make_worker: Make, redis_client: redis.Redis
 ) -> None:
@@ -202,11 +217,12 @@ def test_unreachable_endpoint_keeps_inputs_claimed_backs_off_then_dead_letters(
     while redis_client.llen(keys.dead_letters(BLOCK)) < 3:
         assert clock.now < 102.0, "never dead-lettered"
         clock.advance(0.01)
-        worker.step()
+        Settling(worker).step()
     assert clock.now >= 101.0  # the delivery timeout
-    # Exponential backoff from 50 ms: a handful of tries in 1 s, not one per step.
+    # Exponential backoff from 50 ms: a handful of tries in 1 s, not one per step. (The
+    # first failure is seen at once, the send waits for it; a retry's at the next step.)
     gaps = [round(b - a, 2) for a, b in itertools.pairwise(hooks.failed_pushes)]
-    assert gaps == [0.05, 0.1, 0.2, 0.4], gaps
+    assert gaps == [0.06, 0.1, 0.2, 0.4], gaps
     records = _dead(redis_client)
     assert sorted(r["seq_no"] for r in records) == [0, 1, 2]
     assert all(decode_packet(base64.b64decode(r["packet"])).seq_no == r["seq_no"] for r in records)
@@ -236,7 +252,7 @@ def test_parked_outputs_are_delivered_when_the_endpoint_comes_back(
         step_until(worker, lambda: down.llen("DOWN_OUT") == 10)
         assert _outputs(down, "DOWN_OUT") == list(range(10))
         down.close()
-    assert redis_client.llen(processing) == 0
+    step_until(worker, lambda: redis_client.llen(processing) == 0)  # acknowledged
     assert worker.parked == 0
     assert _dead(redis_client) == []
 
@@ -339,31 +355,69 @@ def test_shutdown_hands_back_muxer_held_and_undelivered_inputs(
     assert redis_client.exists(keys.lease(BLOCK, "w1")) == 0
 
 
-def test_backpressure_stops_claiming_while_an_endpoint_is_down() -> None:
+def test_a_down_endpoint_cannot_fill_memory_or_stop_the_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past the bound, new outputs for an endpoint that failed are dead-lettered at once;
+    the loop keeps claiming (a producer naming a dead endpoint must not stall the block)."""
+    monkeypatch.setattr(outbox_module, "MAX_PARKED", 300)
     source = MemorySource(BLOCK)
     sink = MemorySink()
     sink.fail = True
     default = Destination("redis", "local", 6379, "OUT", "")
     pipeline = Pipeline(Echo(), Router(BLOCK, (default,)))
-    options = {"block_id": BLOCK, "instance_id": "m1", "claim_batch": 500, "idle_wait_s": 0.01}
+    options = {"block_id": BLOCK, "instance_id": "m1", "claim_batch": 100, "idle_wait_s": 0.01}
     worker = Worker(pipeline, source, lambda dest: sink, **options)  # type: ignore[arg-type]
     grpc_ptr = json.dumps({"outputs": [{"host": "proxy:1", "port": 0, "block_id": "next"}]})
-    total = MAX_PARKED + 2_000
+    total = 1_000
     for i in range(total):
         source.put(make_packet({"v": i}, seq_no=i, output_ptr=grpc_ptr).SerializeToString())
-    step_until(worker, lambda: worker.parked > MAX_PARKED)
-    parked = worker.parked
-    assert parked <= MAX_PARKED + 500
-    for _ in range(5):
-        assert worker.step() == 0  # claims nothing while over the limit
-    assert len(source.inputs) == total - parked
-    assert len(source.processing) == parked
-    assert sink.attempts < 20  # backing off, not hammering
+    step_until(worker, lambda: not source.inputs)
+    assert 300 <= worker.parked <= 300 + 100  # the bound, give or take the batch that crossed it
+    assert len(source.processing) == worker.parked
+    refused = [json.loads(r) for r in source.dead]
+    assert len(refused) == total - worker.parked
+    assert all("already wait for endpoints that failed" in r["reason"] for r in refused)
     sink.fail = False
+    step_until(worker, lambda: not source.processing, timeout_s=20)
+    assert len(sink.lists["next_inputs"]) == total - len(refused)
+
+
+class Sluggish(MemorySink):
+    """A working endpoint that takes its time: each push waits for the test to let it go."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.go = threading.Event()
+
+    def push(self, batches: Any) -> Any:
+        assert self.go.wait(10)
+        return super().push(batches)
+
+
+def test_backpressure_stops_claiming_while_a_slow_endpoint_lags(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(outbox_module, "MAX_PARKED", 150)
+    source, sink = MemorySource(BLOCK), Sluggish()
+    default = Destination("redis", "local", 6379, "OUT", "")
+    pipeline = Pipeline(Echo(), Router(BLOCK, (default,)))
+    options = {"block_id": BLOCK, "instance_id": "m1", "claim_batch": 100, "idle_wait_s": 0.01}
+    worker = Worker(pipeline, source, lambda dest: sink, **options)  # type: ignore[arg-type]
+    worker.outbox.push_wait_s = 0.0  # the test lets the pushes go, not the clock
+    grpc_ptr = json.dumps({"outputs": [{"host": "proxy:1", "port": 0, "block_id": "next"}]})
+    total = 1_000
+    for i in range(total):
+        source.put(make_packet({"v": i}, seq_no=i, output_ptr=grpc_ptr).SerializeToString())
+    step_until(worker, lambda: worker.parked > 150)
+    for _ in range(3):
+        assert worker.step() == 0  # claims nothing while over the limit
+    assert len(source.inputs) == total - worker.parked
+    sink.go.set()
     step_until(worker, lambda: len(sink.lists["next_inputs"]) == total, timeout_s=20)
     seqs = [decode_packet(r).seq_no for r in sink.lists["next_inputs"]]
-    assert sorted(seqs) == list(range(total))
-    assert len(source.processing) == 0
+    assert seqs == list(range(total))  # one push at a time per endpoint: in order
+    step_until(worker, lambda: not source.processing)
     assert list(source.dead) == []
 
 
@@ -392,22 +446,24 @@ def test_backoff_is_per_endpoint_and_forgets_expired_ones() -> None:
         return json.dumps({"outputs": [{"host": host, "port": 0, "block_id": "next"}]})
 
     source.put(make_packet({"v": 0}, output_ptr=ptr("x:1")).SerializeToString())
-    worker.step()
+    settling = Settling(worker)
+    settling.step()
     while not source.dead:  # x's output expires
         assert clock.now < 1.0
         clock.advance(0.01)
-        worker.step()
+        settling.step()
     worker.outbox.delivery_timeout_s = 30.0
     source.put(make_packet({"v": 1}, output_ptr=ptr("y:1")).SerializeToString())
-    worker.step()
+    settling.step()
     assert worker.parked == 1
     for _ in range(20):
         clock.advance(0.01)
-        worker.step()
+        settling.step()
     assert sinks["y:1"].attempts == 3  # at 0, 50 and 150 ms: not once per step
     sinks["y:1"].fail = False
     clock.advance(0.2)  # past the next retry
-    worker.step()
+    settling.step()
+    settling.step()  # the push that went through is seen
     assert worker.parked == 0
     assert len(sinks["y:1"].lists["next_inputs"]) == 1
     assert source.processing == []
@@ -686,8 +742,8 @@ def test_delivery_records_carry_the_attempt_count() -> None:
     ptr = json.dumps({"outputs": [{"host": "proxy:1", "port": 0, "block_id": "next"}]})
     source.put(make_packet({"v": 0}, output_ptr=ptr).SerializeToString())
     assert source.claim(1, 0) and source.crash() == 1  # a first delivery that never finished
-    worker.step()
+    Settling(worker).step()
     clock.advance(2.0)
-    worker.step()
+    Settling(worker).step()
     [record] = [json.loads(r) for r in source.dead]
     assert (record["outcome"], record["attempts"]) == ("delivery_error", 2)
