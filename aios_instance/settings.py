@@ -239,8 +239,7 @@ class Settings:
     max_hops: int = setting(
         "AIOS_MAX_HOPS",
         64,
-        "Blocks a packet may pass through before it is dead-lettered `routing_loop` "
-        "(0: no limit).",
+        "Blocks a packet may pass through before it is dead-lettered `routing_loop` (0: no limit).",
         _int(0, 1 << 20),
     )
     default_output: str = setting(
