@@ -5,13 +5,18 @@ BlocksDB; else ``GET {BLOCKS_DB_URI}/blocks/{BLOCK_ID}`` (timeout, bounded retri
 empty document — a block must run with no block data. ``CUSTOM_INIT_DATA`` is then merged
 over it: keys that name sections (``blockInitData``, ``initSettings``, ``parameters``, ...)
 are deep-merged into those sections, any other keys into ``blockInitData``.
+
+The block id is quoted as one path segment of the BlocksDB URL, and a ``file://`` BLOCKS_DB_URI
+only ever reads a file directly in its ``blocks/`` folder, whatever the id (``_block_url``).
 """
 
 from __future__ import annotations
 
 import logging
+import os.path
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,8 +136,32 @@ def _read_file(path: Path) -> dict[str, Any]:
     return _unwrap(doc or {}, str(path))
 
 
+def _block_url(base: str, block_id: str) -> str:
+    """``{base}/blocks/{id}``, the id quoted as one path segment (``/``, ``?``, ``#`` cannot
+    change the URL's meaning); ConfigError when the id is no file name or, for ``file://``,
+    when the path would leave ``{base}/blocks/`` (urllib unquotes ``%2F`` back to ``/``).
+
+    BLOCK_ID is validated by the settings, but this function is also called with other ids."""
+    segment = urllib.parse.quote(block_id, safe=":")
+    if segment in ("", ".", ".."):
+        raise ConfigError(f"block id {block_id!r} cannot name a block in BLOCKS_DB_URI={base}")
+    root = base.rstrip("/")
+    url = f"{root}/blocks/{segment}"
+    if urllib.parse.urlsplit(root).scheme.lower() == "file":
+        # Lexical, not symlink-resolved: an id cannot create links, and the operator's own
+        # links under the folder (a mounted ConfigMap is made of them) are theirs to keep.
+        folder = os.path.normpath(_local_path(root + "/blocks"))
+        if os.path.dirname(os.path.normpath(_local_path(url))) != folder:
+            raise ConfigError(f"block id {block_id!r} names a file outside {folder}/: refused")
+    return url
+
+
+def _local_path(url: str) -> str:
+    return urllib.request.url2pathname(urllib.parse.urlsplit(url).path)
+
+
 def _fetch(base: str, block_id: str, timeout_s: float, retries: int) -> dict[str, Any]:
-    url = f"{base.rstrip('/')}/blocks/{block_id}"
+    url = _block_url(base, block_id)
     last: Exception | None = None
     for attempt in range(1, retries + 1):
         try:

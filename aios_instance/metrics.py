@@ -3,7 +3,8 @@
 * :class:`AIOSMetrics` is ``context.metrics``: register counters, gauges and histograms by
   name, then update them by name (the spec's API). Every instance owns its
   ``CollectorRegistry``; nothing is ever put on prometheus_client's global registry.
-* :meth:`AIOSMetrics.serve_http` serves the Prometheus text exposition.
+* :meth:`AIOSMetrics.serve_http` serves the Prometheus text exposition, with bounded
+  connections (``_metrics_http.py``).
 
 The runtime's own ``aios_*`` metrics are in ``runtime/instruments.py``; the ``NODE_METRICS``
 exporter is in ``control/exporter.py``.
@@ -30,8 +31,9 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from prometheus_client import start_http_server as _start_http_server
 
+from ._connections import ConnectionBounds, Connections
+from ._metrics_http import MetricsServer, serve_metrics
 from .errors import UnknownMetricError
 
 __all__ = [
@@ -243,12 +245,20 @@ class AIOSMetrics:
             "hardware": dict(hardware) if hardware else {},
         }
 
-    def serve_http(self, port: int, addr: str = "0.0.0.0") -> MetricsServer:
-        """Serve this registry's exposition over HTTP on a daemon thread (``port=0``: any)."""
-        scraped: Any = self._scraped
-        server, thread = _start_http_server(port, addr=addr, registry=scraped)
-        log.info("serving Prometheus metrics on %s:%d", addr, server.server_port)
-        return MetricsServer(server, thread)
+    def serve_http(
+        self, port: int, addr: str = "0.0.0.0", bounds: ConnectionBounds | None = None
+    ) -> MetricsServer:
+        """Serve this registry's exposition over HTTP on a daemon thread (``port=0``: any).
+
+        Connections are bounded by ``bounds`` (default: the ``AIOS_CONTROL_*`` settings'
+        defaults; ``ConnectionBounds.from_settings(settings)`` for the configured ones) and
+        counted in ``aios_control_connections*{server="metrics"}``.
+        """
+        bounds = bounds or ConnectionBounds()
+        tracker = Connections(bounds.max_connections, self, "metrics")
+        server = serve_metrics(self._scraped, port, addr, bounds, tracker)
+        log.info("serving Prometheus metrics on %s:%d", addr, server.port)
+        return server
 
 
 def _describe_process(registry: CollectorRegistry, block_id: str, instance_id: str) -> None:
@@ -358,28 +368,3 @@ def flatten(registry: CollectorRegistry) -> dict[str, float]:
             if s.name != created:
                 out[sample_key(s.name, s.labels)] = float(s.value)
     return out
-
-
-class MetricsServer:
-    """Handle of :meth:`AIOSMetrics.serve_http`; ``close()`` stops the server."""
-
-    def __init__(self, server: Any, thread: threading.Thread) -> None:
-        self.server = server
-        self.thread = thread
-
-    @property
-    def port(self) -> int:
-        """The bound TCP port (useful after ``serve_http(0)``)."""
-        return int(self.server.server_port)
-
-    def close(self, timeout_s: float = 5.0) -> None:
-        """Stop serving, close the socket and join the thread."""
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout_s)
-
-    def __enter__(self) -> MetricsServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

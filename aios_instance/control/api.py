@@ -15,13 +15,15 @@ has its own thread; ``on_update`` and ``management`` run on a pool of ``CALLBACK
 threads that admits at most ``CALLBACK_BACKLOG`` more calls waiting, and answers 503 beyond
 that. So slow or piling-up user callbacks never stall the probes.
 
-Every error is ``{"success": false, "message": ...}``: bad client input is a 4xx, never a 500.
+Who may call ``/setParameters`` and ``/mgmt`` is ``access.py``'s policy (a token, else loopback
+callers only, unless ``AIOS_CONTROL_AUTH=none``); the probes and ``/metrics`` stay open. The
+server's connections are bounded (``bounded.py``). Every error is
+``{"success": false, "message": ...}``: bad client input is a 4xx, never a 500.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar
@@ -34,7 +36,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .. import _json
+from .._connections import ConnectionBounds, Connections
 from ..errors import ParameterLimitError, UpdateResultError
+from .access import AccessPolicy
 from .params import ParameterListener
 from .server import ControlServer, Pool
 from .target import STARTING, ControlTarget
@@ -109,7 +113,13 @@ class _Handlers:
 
     def __init__(self, target: ControlTarget) -> None:
         self.target = target
-        self.token = target.settings.control_token
+        self.policy = AccessPolicy.from_settings(target.settings)
+        refused = target.metrics.register_counter(
+            "aios_control_requests_refused_total",
+            "POST /setParameters and /mgmt refused by the access policy",
+            ["reason"],
+        )
+        self.refused = {r: refused.labels(reason=r) for r in ("unauthenticated", "not_loopback")}
         self.callbacks = Pool("aios-control-callback", CALLBACK_THREADS, CALLBACK_BACKLOG)
         self.health_pool = Pool("aios-control-health", 1)  # probes share one in-flight call
         self.metrics_pool = Pool("aios-control-metrics", 1, 8)
@@ -120,16 +130,14 @@ class _Handlers:
             pool.close()
 
     def _authorize(self, request: Request) -> None:
-        if not self.token:
-            return
-        scheme, _, supplied = request.headers.get("authorization", "").partition(" ")
-        ok = scheme.lower() == "bearer" and hmac.compare_digest(
-            supplied.strip().encode("latin-1"), self.token.encode()
+        refusal = self.policy.refusal(
+            authorization=request.headers.get("authorization", ""),
+            peer=request.client.host if request.client else None,
+            header_names=request.headers.keys(),
         )
-        if not ok:
-            raise ClientError(
-                401, "missing or invalid bearer token", {"WWW-Authenticate": "Bearer"}
-            )
+        if refusal is not None:
+            self.refused[refusal.reason].inc()
+            raise ClientError(refusal.status, refusal.message, refusal.headers or None)
 
     def _constructed(self) -> None:
         if not self.target.constructed():
@@ -175,6 +183,9 @@ class _Handlers:
         return _respond(status, payload)
 
     async def live(self, request: Request) -> Response:
+        problem = self.target.not_live()
+        if problem:
+            return _respond(503, {"success": False, "message": problem})
         return _respond(200, {"success": True})
 
     async def ready(self, request: Request) -> Response:
@@ -275,12 +286,23 @@ def start_api(target: ControlTarget) -> Started:
     if not s.mgmt_port:
         return Started(None, [])
     handlers = _Handlers(target)
+    bounds = ConnectionBounds.from_settings(s)
+    connections = Connections(bounds.max_connections, target.metrics, "api")
     try:
-        server = ControlServer(_app(handlers), s.control_bind, s.mgmt_port).start()
+        server = ControlServer(_app(handlers), s.control_bind, s.mgmt_port, bounds, connections)
+        server.start()
     except BaseException:
         handlers.close()
         raise
-    log.info("control API on http://%s:%d", s.control_bind, server.port)
+    policy = handlers.policy
+    log.info("control API on http://%s:%d; %s", s.control_bind, server.port, policy.describe())
+    if policy.mode == "open":
+        log.warning(
+            "AIOS_CONTROL_AUTH=none: anyone who reaches %s:%d can change parameters and call "
+            "management(); set AIOS_CONTROL_TOKEN instead",
+            s.control_bind,
+            server.port,
+        )
     return Started(server.port, [handlers.close, server.close])
 
 

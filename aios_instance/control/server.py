@@ -3,7 +3,8 @@ thread pools that keep user callbacks off the event loop.
 
 ``ControlServer`` binds the socket itself, so a port conflict is a ``ConfigError`` in the
 caller and ``port=0`` picks a free port; uvicorn runs on a daemon thread and never installs
-signal handlers there (SIGTERM/SIGINT stay the runtime's). ``Pool`` runs calls on a few daemon
+signal handlers there (SIGTERM/SIGINT stay the runtime's). Its connections are bounded
+(``bounded.py``: header and idle timeouts, a connection limit). ``Pool`` runs calls on a few daemon
 threads and refuses, rather than queues, what is beyond its bound.
 """
 
@@ -22,7 +23,9 @@ from typing import Any, TypeVar
 import uvicorn
 from starlette.applications import Starlette
 
+from .._connections import ConnectionBounds, Connections
 from ..errors import ConfigError
+from .bounded import bounded_protocol
 
 __all__ = ["ControlServer", "Pool"]
 
@@ -98,14 +101,27 @@ class ControlServer:
     Binding ourselves makes a port conflict a ConfigError in the caller (uvicorn would
     ``sys.exit`` its thread) and lets ``port=0`` pick a free port (read ``.port``). uvicorn
     only installs signal handlers on the main thread, so SIGTERM/SIGINT stay the runtime's.
+
+    ``scope["client"]`` is the socket's peer, never a forwarded-for header: uvicorn's proxy
+    headers are off (see ``access.py`` for why a forwarded request is never "loopback").
     """
 
-    def __init__(self, app: Starlette, host: str, port: int) -> None:
+    def __init__(
+        self,
+        app: Starlette,
+        host: str,
+        port: int,
+        bounds: ConnectionBounds,
+        connections: Connections,
+    ) -> None:
         self.host = host
         self._sock = _bind(host, port)
         self.port: int = self._sock.getsockname()[1]
         config = uvicorn.Config(
             app,
+            http=bounded_protocol(bounds, connections),
+            proxy_headers=False,
+            forwarded_allow_ips=[],  # also keeps uvicorn from reading FORWARDED_ALLOW_IPS
             log_level="warning",
             log_config=None,
             access_log=False,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from ..metrics import AIOSMetrics
 from ..settings import Settings
 
 __all__ = ["DRAINING", "STARTING", "ControlTarget"]
@@ -29,9 +30,20 @@ class ControlTarget(Protocol):
         """Called when the API or the listener starts: bind address, port, token, Redis URL."""
         ...
 
+    @property
+    def metrics(self) -> AIOSMetrics:
+        """Called when the API starts: the block's registry, where the control plane's own
+        series go (open connections, refused connections and requests)."""
+        ...
+
     def constructed(self) -> bool:
         """Called before ``/health``, ``/setParameters`` and ``/mgmt``: False while the
         block's constructor runs (they answer 503 ``STARTING`` until then)."""
+        ...
+
+    def not_live(self) -> str:
+        """Called on ``GET /live``, on the event loop: why the process should be restarted
+        ("" when it is live, e.g. a job hung). From state alone: no I/O, nothing that blocks."""
         ...
 
     def not_ready(self) -> str:

@@ -40,6 +40,8 @@ class Adapted(Protocol):
     def context(self) -> Context: ...
     @property
     def metrics(self) -> AIOSMetrics: ...
+    @property
+    def live_problem(self) -> str: ...  # set by the job watchdog; "" = live
 
 
 def readiness(
@@ -78,6 +80,15 @@ class RuntimeTarget:
     def constructed(self) -> bool:
         """Whether the block's constructor has returned."""
         return self.runtime.block is not None
+
+    @property
+    def metrics(self) -> AIOSMetrics:
+        """The block's registry (``context.metrics``)."""
+        return self.runtime.metrics
+
+    def not_live(self) -> str:
+        """The runtime's ``live_problem`` ("" while live)."""
+        return self.runtime.live_problem
 
     def not_ready(self) -> str:
         """``readiness`` of the runtime now."""

@@ -136,3 +136,33 @@ def test_the_platforms_place_wins_and_the_others_are_named_in_a_warning(
 def test_custom_init_data_side_cars_land_in_the_platforms_place() -> None:
     data = load_block_data("b1", custom_init_data={"side_cars": SAVER})
     assert data.init_data == {"side_cars": SAVER} and data.sidecars == SAVER
+
+
+@pytest.mark.parametrize(
+    "block_id", ["../../etc/passwd", "a/../../x", "..", ".", "", "x/../../outside"]
+)
+def test_a_file_blocksdb_never_reads_outside_its_blocks_folder(
+    tmp_path: Path, block_id: str
+) -> None:
+    (tmp_path / "db" / "blocks").mkdir(parents=True)
+    (tmp_path / "outside").write_text(json.dumps(DOC))  # what a traversal would reach
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "passwd").write_text(json.dumps(DOC))
+    base = (tmp_path / "db").as_uri()
+    with pytest.raises(ConfigError) as caught:
+        load_block_data(block_id, blocks_db_uri=base, retries=1)
+    message = str(caught.value)
+    assert "\n" not in message and repr(block_id) in message
+
+
+def test_a_file_blocksdb_reads_the_blocks_own_file(tmp_path: Path) -> None:
+    (tmp_path / "blocks").mkdir()
+    (tmp_path / "blocks" / "cam-1:v2").write_text(json.dumps({"success": True, "data": DOC}))
+    data = load_block_data("cam-1:v2", blocks_db_uri=tmp_path.as_uri() + "/", retries=1)
+    assert data.parameters == {"threshold": 0.6}
+
+
+def test_the_block_id_is_one_quoted_path_segment_over_http(blocksdb: str) -> None:
+    with pytest.raises(ConfigError, match="no block"):
+        load_block_data("b1/../b1?x=#", blocks_db_uri=blocksdb, retries=1)
+    assert _BlocksDB.hits == ["/blocks/b1%2F..%2Fb1%3Fx%3D%23"]

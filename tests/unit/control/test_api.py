@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -21,7 +23,7 @@ from aios_instance.control.api import MAX_BODY_BYTES
 from aios_instance.embedded import EmbeddedRedis, free_port
 from aios_instance.packet import make_packet
 from aios_instance.runtime.block import Runtime
-from tests.support import eventually
+from tests.support import eventually, non_loopback_address
 from tests.unit.control.support import (
     ControlBlock,
     MgmtGate,
@@ -387,6 +389,102 @@ def test_token_guards_mutations_only(redis_server: EmbeddedRedis) -> None:
         assert r.status_code == 200
         assert httpx.get(base + "/health").status_code == 200  # GETs stay open
         assert httpx.get(base + "/metrics").status_code == 200
+        assert refused(runtime, "unauthenticated") == 4
+
+
+def refused(runtime: Runtime, reason: str) -> float:
+    sample = runtime.metrics.sample("aios_control_requests_refused_total", {"reason": reason})
+    return sample or 0.0
+
+
+FORWARDED = {"X-Forwarded-For": "203.0.113.7"}
+
+
+def test_live_is_503_with_the_runtimes_live_problem(
+    client: httpx.Client, served: tuple[Runtime, str]
+) -> None:
+    runtime = served[0]
+    runtime.live_problem = "a job has run for 301s (AIOS_JOB_TIMEOUT_S=300)"
+    try:
+        r = client.get("/live")
+        assert (r.status_code, r.json()) == (
+            503,
+            {"success": False, "message": "a job has run for 301s (AIOS_JOB_TIMEOUT_S=300)"},
+        )
+    finally:
+        runtime.live_problem = ""
+    assert client.get("/live").status_code == 200
+
+
+def test_a_forwarded_caller_cannot_mutate_without_a_token(
+    client: httpx.Client, served: tuple[Runtime, str], block: ControlBlock
+) -> None:
+    """Through 127.0.0.1, but a proxy on this host says it forwards 203.0.113.7: not local."""
+    runtime = served[0]
+    before, calls = refused(runtime, "not_loopback"), len(block.calls)
+    params = dict(runtime.context.block_init_parameters)
+    r = client.post("/setParameters", json={"threshold": 0.9}, headers=FORWARDED)
+    assert r.status_code == 403 and r.json()["success"] is False
+    message = r.json()["message"]
+    for remedy in ("AIOS_CONTROL_TOKEN", "Authorization: Bearer", "AIOS_CONTROL_BIND=127.0.0.1"):
+        assert remedy in message
+    r = client.post("/mgmt", json={"mgmt_action": "echo"}, headers={"Forwarded": "for=x"})
+    assert r.status_code == 403
+    assert (len(block.calls), runtime.context.block_init_parameters) == (calls, params)
+    assert refused(runtime, "not_loopback") == before + 2
+    for path in ("/live", "/ready", "/health", "/metrics"):  # probes and metrics stay open
+        assert client.get(path, headers=FORWARDED).status_code == 200, path
+
+
+@pytest.mark.parametrize("bind", ["0.0.0.0", "::"])
+def test_an_unauthenticated_set_parameters_is_refused_when_the_api_listens_beyond_loopback(
+    redis_server: EmbeddedRedis, bind: str
+) -> None:
+    """A caller from a non-loopback address of this host (connecting to 127.0.0.1)."""
+    source = non_loopback_address()
+    if source is None:
+        pytest.skip("this host has no non-loopback IPv4 address to connect to 127.0.0.1 from")
+    if bind == "::" and not socket.has_dualstack_ipv6():
+        pytest.skip("no dual-stack IPv6 here")
+    with running(ControlBlock, redis_server, control_bind=bind) as (runtime, base):
+        remote = httpx.Client(transport=httpx.HTTPTransport(local_address=source), timeout=5)
+        with remote:
+            r = remote.post(base + "/setParameters", json={"threshold": 0.9})
+            assert r.status_code == 403 and source in r.json()["message"]
+            r = remote.post(base + "/mgmt", json={"mgmt_action": "echo"})
+            assert r.status_code == 403
+            assert remote.get(base + "/live").status_code == 200
+            assert remote.get(base + "/metrics").status_code == 200
+        assert runtime.context.block_init_parameters == {}
+        assert refused(runtime, "not_loopback") == 2
+        r = httpx.post(base + "/setParameters", json={"threshold": 0.9}, timeout=5)
+        assert r.status_code == 200  # the same request from loopback
+
+
+@pytest.mark.parametrize(
+    ("overrides", "phrase", "forwarded_status", "warnings"),
+    [
+        ({}, "mutations from loopback callers only", 403, 0),
+        ({"control_token": "t0k"}, "mutations need the bearer token", 401, 0),
+        ({"control_auth": "none"}, "mutations open to every caller", 200, 1),
+    ],
+)
+def test_the_start_up_line_names_the_policy_and_none_warns_once(
+    redis_server: EmbeddedRedis,
+    caplog: pytest.LogCaptureFixture,
+    overrides: dict[str, Any],
+    phrase: str,
+    forwarded_status: int,
+    warnings: int,
+) -> None:
+    caplog.set_level(logging.INFO, logger="aios_instance.control.api")
+    with running(ControlBlock, redis_server, **overrides) as (_, base):
+        r = httpx.post(base + "/setParameters", json={"threshold": 0.8}, headers=FORWARDED)
+        assert r.status_code == forwarded_status
+    started = [r.getMessage() for r in caplog.records if "control API on" in r.getMessage()]
+    assert len(started) == 1 and phrase in started[0]
+    warned = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len([r for r in warned if "AIOS_CONTROL_AUTH=none" in r.getMessage()]) == warnings
 
 
 def test_user_metrics_with_labels(

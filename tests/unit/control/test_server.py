@@ -16,8 +16,10 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from aios_instance._connections import ConnectionBounds, Connections
 from aios_instance.control.server import ControlServer, Pool
 from aios_instance.errors import ConfigError
+from aios_instance.metrics import AIOSMetrics
 from tests.support import eventually
 
 T = TypeVar("T")
@@ -95,8 +97,15 @@ async def hello(request: Request) -> PlainTextResponse:
 APP = Starlette(routes=[Route("/", hello)])
 
 
+def server_on(host: str, port: int) -> ControlServer:
+    """A ControlServer with the default bounds, counted on a throwaway registry."""
+    return ControlServer(
+        APP, host, port, ConnectionBounds(), Connections(128, AIOSMetrics(), "api")
+    )
+
+
 def test_port_zero_picks_a_free_port_and_close_stops_serving() -> None:
-    server = ControlServer(APP, "127.0.0.1", 0).start()
+    server = server_on("127.0.0.1", 0).start()
     try:
         assert server.port > 0
         assert httpx.get(f"http://127.0.0.1:{server.port}/", timeout=5).text == "hello"
@@ -112,9 +121,9 @@ def test_a_port_in_use_is_a_config_error_naming_the_address() -> None:
         taken.listen()
         port = taken.getsockname()[1]
         with pytest.raises(ConfigError, match=f"cannot bind the control API to 127.0.0.1:{port}"):
-            ControlServer(APP, "127.0.0.1", port)
+            server_on("127.0.0.1", port)
 
 
 def test_an_unknown_host_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match=r"cannot bind the control API to no-such-host\.invalid"):
-        ControlServer(APP, "no-such-host.invalid", 0)
+        server_on("no-such-host.invalid", 0)

@@ -107,6 +107,19 @@ def test_a_serving_runtime_is_ready_until_it_drains(tunable: Runtime) -> None:
 def test_the_runtime_target_is_a_control_target(tunable: Runtime) -> None:
     target: ControlTarget = tunable.control  # checked by mypy
     assert isinstance(target, RuntimeTarget) and target.settings is tunable.settings
+    assert target.metrics is tunable.metrics  # the control plane's series join the block's
+
+
+def test_not_live_is_the_runtimes_live_problem(tunable: Runtime) -> None:
+    target = tunable.control
+    assert target.not_live() == ""
+    tunable.live_problem = "a job has run for 301s"  # what the job watchdog sets
+    try:
+        assert target.not_live() == "a job has run for 301s"
+        assert target.not_ready() == ""  # liveness and readiness are separate questions
+    finally:
+        tunable.live_problem = ""
+    assert target.not_live() == ""
 
 
 # -- parameters --------------------------------------------------------------------------------
