@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 import signal
 import threading
 import time
@@ -19,6 +18,7 @@ from types import FrameType
 from typing import Any
 
 from .. import _logging, keys, state
+from .._connections import ConnectionBounds
 from .._urls import as_redis_url, redact
 from ..blockdata import BlockData, load_block_data
 from ..context import Context
@@ -41,7 +41,7 @@ from .instruments import RuntimeMetrics
 from .lease import LeaseKeeper
 from .loghooks import LoggingHooks
 from .pipeline import Pipeline
-from .startup import construct, unreachable, wait_for_redis
+from .startup import allocation_of, construct, export_gpus, unreachable, wait_for_redis
 from .target import RuntimeTarget
 from .watchdog import Abandoned, Stuck, Watchdog
 from .worker import Worker
@@ -130,7 +130,7 @@ class Runtime:
         self.metrics = AIOSMetrics(block_id=s.block_id, instance_id=s.instance_id)
         self.runtime_metrics = RuntimeMetrics(self.metrics, map(str, self.block_data.sidecars))
         self.context = self._make_context()
-        _export_gpus(_allocation_of(s, self.block_data))
+        export_gpus(allocation_of(s, self.block_data))
         state.set_default_redis(self.redis)
         self.block: Any = None  # until the constructor returns, the control API says "starting"
         self.control = RuntimeTarget(self)  # what the control API and listener see of it
@@ -180,7 +180,7 @@ class Runtime:
 
     def _make_context(self) -> Context:
         s, data, m = self.settings, self.block_data, self.runtime_metrics
-        allocation = _allocation_of(s, data)
+        allocation = allocation_of(s, data)
         events_url = s.events_redis_url or s.redis_url
         context = Context(
             block_id=s.block_id,
@@ -262,7 +262,10 @@ class Runtime:
         s = self.settings
         if s.metrics_port:
             try:
-                server: MetricsServer = self.metrics.serve_http(s.metrics_port, s.control_bind)
+                bounds = ConnectionBounds.from_settings(s)
+                server: MetricsServer = self.metrics.serve_http(
+                    s.metrics_port, s.control_bind, bounds
+                )
             except OSError as exc:
                 msg = (
                     f"cannot serve metrics on METRICS_PORT={s.metrics_port}: {exc}. Set "
@@ -345,32 +348,6 @@ def _age_s(raw: bytes | None) -> float:
     except Exception:
         return 0.0
     return max(time.time() - ts, 0.0) if ts > 0 else 0.0
-
-
-def _allocation_of(settings: Settings, data: BlockData) -> dict[str, Any] | None:
-    """The allocation given (AIOS_ALLOCATION_INFO, else the block data's), None if none is."""
-    if settings.allocation_info is not None:
-        return settings.allocation_info
-    given = data.document.get("allocationInfo")
-    return given if isinstance(given, dict) else None
-
-
-def _export_gpus(allocation: dict[str, Any] | None) -> None:
-    """Expose the allocated GPUs to CUDA before the user's class (and torch) is constructed.
-
-    ``"gpus": []`` exports ``CUDA_VISIBLE_DEVICES=""`` (the allocator gave none: hide all);
-    without an allocation, or one that says nothing about ``gpus``, the environment is kept.
-    """
-    gpus = None if allocation is None else allocation.get("gpus")
-    if gpus is None:
-        return
-    ids = ",".join(_gpu_id(g) for g in (gpus if isinstance(gpus, (list, tuple)) else [gpus]))
-    os.environ["CUDA_VISIBLE_DEVICES"] = ids
-    log.info("allocated GPUs: CUDA_VISIBLE_DEVICES=%r", ids)
-
-
-def _gpu_id(gpu: Any) -> str:
-    return str(gpu.get("index", gpu.get("id", gpu)) if isinstance(gpu, dict) else gpu)
 
 
 class _StopWhileStarting(BaseException):

@@ -1,6 +1,7 @@
-"""Start-up: the instance Redis is checked before the block is constructed (a model
-loaded for nothing is minutes lost on every crash-loop restart), and waited for with backoff
-up to ``AIOS_STARTUP_TIMEOUT_S``, so a block started before its Redis serves once it appears.
+"""Start-up: the allocated GPUs are exported, and the instance Redis is checked, before the
+block is constructed (a model loaded for nothing is minutes lost on every crash-loop
+restart); the Redis is waited for with backoff up to ``AIOS_STARTUP_TIMEOUT_S``, so a block
+started before its Redis serves once it appears.
 The control API is already up meanwhile: ``/live`` answers, ``/ready`` says "starting".
 When the Redis stays away, or the block's constructor fails, the error says what to do and
 where in the block's own code it failed.
@@ -19,12 +20,13 @@ from typing import Any
 import redis
 
 from .._urls import redact
+from ..blockdata import BlockData
 from ..context import Context
 from ..errors import TransportError
 from ..settings import Settings
 from ..transport._redis import guard
 
-__all__ = ["construct", "unreachable", "wait_for_redis"]
+__all__ = ["allocation_of", "construct", "export_gpus", "unreachable", "wait_for_redis"]
 
 log = logging.getLogger(__name__)
 
@@ -104,3 +106,29 @@ def _user_frame(block_class: type[Any], exc: BaseException) -> str:
     at, last = mine[-1], frames[-1]
     where = f"{at.filename}:{at.lineno} in {at.name}"
     return where if last is at else f"{where} (raised in {last.filename}:{last.lineno})"
+
+
+def allocation_of(settings: Settings, data: BlockData) -> dict[str, Any] | None:
+    """The allocation given (AIOS_ALLOCATION_INFO, else the block data's), None if none is."""
+    if settings.allocation_info is not None:
+        return settings.allocation_info
+    given = data.document.get("allocationInfo")
+    return given if isinstance(given, dict) else None
+
+
+def export_gpus(allocation: dict[str, Any] | None) -> None:
+    """Expose the allocated GPUs to CUDA before the user's class (and torch) is constructed.
+
+    ``"gpus": []`` exports ``CUDA_VISIBLE_DEVICES=""`` (the allocator gave none: hide all);
+    without an allocation, or one that says nothing about ``gpus``, the environment is kept.
+    """
+    gpus = None if allocation is None else allocation.get("gpus")
+    if gpus is None:
+        return
+    ids = ",".join(_gpu_id(g) for g in (gpus if isinstance(gpus, (list, tuple)) else [gpus]))
+    os.environ["CUDA_VISIBLE_DEVICES"] = ids
+    log.info("allocated GPUs: CUDA_VISIBLE_DEVICES=%r", ids)
+
+
+def _gpu_id(gpu: Any) -> str:
+    return str(gpu.get("index", gpu.get("id", gpu)) if isinstance(gpu, dict) else gpu)

@@ -40,7 +40,9 @@ def test_a_hung_job_is_dead_lettered_timeout_and_the_rest_handed_back(
     runtime = Block(Hangs, s).start()
     try:
         eventually(lambda: runtime.gave_up, what="the instance to give up")
-        assert "AIOS_JOB_TIMEOUT_S=0.3s" in runtime.live_problem
+        live = httpx.get(f"http://127.0.0.1:{s.mgmt_port}/live", timeout=5)
+        assert live.status_code == 503
+        assert "AIOS_JOB_TIMEOUT_S=0.3s" in live.json()["message"]
         dead = [json.loads(r) for r in redis_client.lrange(keys.dead_letters(s.block_id), 0, -1)]
         assert [(d["outcome"], d["stage"], d["seq_no"]) for d in dead] == [
             ("timeout", "on_data", 1)
