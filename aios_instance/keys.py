@@ -39,6 +39,12 @@ def processing(block_id: str, instance_id: str) -> str:
     return f"aios:{block_id}:processing:{instance_id}"
 
 
+def parked(block_id: str, instance_id: str) -> str:
+    """Packets an instance set aside: processed, their outputs still waiting for an endpoint
+    (kept out of the processing list, which is acknowledged by position)."""
+    return f"aios:{block_id}:parked:{instance_id}"
+
+
 def lease(block_id: str, instance_id: str) -> str:
     """An instance's heartbeat key (expires when the instance stops renewing it)."""
     return f"aios:{block_id}:lease:{instance_id}"

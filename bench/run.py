@@ -26,6 +26,7 @@ from typing import Any
 
 from aios_instance.embedded import EmbeddedRedis
 
+from . import endpoints
 from .common import make_packet, output_ptr
 from .harness import ROOT, Bench, BenchError, Drain
 from .soak import soak
@@ -58,6 +59,7 @@ class Plan:
     latency_rate: float
     latency_s: float
     verify_all: bool
+    endpoint_packets: int = 0
     soak_packets: int = 0
 
 
@@ -69,6 +71,7 @@ FULL = Plan(
     latency_rate=200,
     latency_s=5.0,
     verify_all=False,
+    endpoint_packets=200_000,
 )
 QUICK = Plan(
     packets=3_000,
@@ -78,6 +81,7 @@ QUICK = Plan(
     latency_rate=200,
     latency_s=1.0,
     verify_all=True,
+    endpoint_packets=2_000,
 )
 
 
@@ -178,6 +182,11 @@ def _measure(bench: Bench, plan: Plan, args: argparse.Namespace) -> dict[str, An
         ]
         print(f"I/O-bound block (on_data sleeps 5 ms): {plan.io_packets:,} packets per run")
         results["io_bound"] = _summary(_throughput(bench, plan, IO_VARIANTS, plan.io_packets))
+        print(
+            f"endpoints: {plan.endpoint_packets:,} local packets per run, with and without "
+            "a silent endpoint; and remote outputs"
+        )
+        results["endpoints"] = endpoints.measure(bench, plan.endpoint_packets, plan.reps)
     if plan.soak_packets:
         print(f"soak: {plan.soak_packets:,} packets through one runtime instance")
         results["soak"] = soak(bench, plan.soak_packets)
@@ -245,6 +254,13 @@ def _table(results: dict[str, Any]) -> str:
                 f"{row['variant']:<20}{row['p50_ms']:>10.2f}{row['p99_ms']:>10.2f}"
                 f"{row['max_ms']:>10.2f}"
             )
+    if "endpoints" in results:
+        e = results["endpoints"]
+        lines.append("\nEndpoints: local outputs/s (median), 1 packet in 100 to a silent endpoint")
+        for name, pps in e["median_packets_per_s"].items():
+            lines.append(f"{name:<20}{pps:>12,.0f}")
+        for name, ratio in e["ratios"].items():
+            lines.append(f"{name:<20}{ratio:>11.2f}x")
     if "soak" in results:
         s = results["soak"]
         curve = ", ".join(f"{x['processed']:,}: {x['rss_mb']}" for x in s["rss"])

@@ -333,6 +333,8 @@ class Runtime:
         m, backlog = self.runtime_metrics, self.source.backlog
         m.set_queue_depth(backlog.depth())
         m.set_in_flight(self.worker.in_flight + self.worker.parked)
+        outbox = self.worker.outbox
+        m.set_outbox(outbox.parked_outputs, outbox.parked_bytes, outbox.endpoints)
         muxer = self.pipeline.muxer
         if muxer is not None and hasattr(muxer, "open_groups"):
             m.set_muxer_open_groups(muxer.open_groups)

@@ -100,6 +100,15 @@ class RuntimeMetrics:
         )
         self._in_flight = m.register_gauge("aios_in_flight", "Packets claimed, not yet acked")
         self._open_groups = m.register_gauge("aios_muxer_open_groups", "Incomplete muxer groups")
+        self._parked = m.register_gauge(
+            "aios_parked_outputs", "Outputs waiting for an endpoint (bound: MAX_PARKED)"
+        )
+        self._parked_bytes = m.register_gauge(
+            "aios_parked_bytes", "Bytes of outputs waiting for an endpoint (MAX_PARKED_BYTES)"
+        )
+        self._endpoints = m.register_gauge(
+            "aios_endpoints", "Endpoints with a sender thread (bound: 256)"
+        )
 
     # counters
     def packets_in(self, n: int = 1) -> None:
@@ -171,6 +180,12 @@ class RuntimeMetrics:
     def set_in_flight(self, n: int) -> None:
         """Called with the number of claimed, not yet acknowledged packets."""
         self._in_flight.set(n)
+
+    def set_outbox(self, outputs: int, size: int, endpoints: int) -> None:
+        """Called with the parked outputs, their bytes, and the endpoints with a sender."""
+        self._parked.set(outputs)
+        self._parked_bytes.set(size)
+        self._endpoints.set(endpoints)
 
     def set_muxer_open_groups(self, n: int) -> None:
         """Called with the number of incomplete muxer groups."""

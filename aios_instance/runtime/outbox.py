@@ -83,7 +83,7 @@ class Outbox:
         hooks: Hooks,
         *,
         delivery_timeout_s: float = 30.0,
-        push_wait_s: float = 0.2,
+        push_wait_s: float = 0.05,
     ) -> None:
         self._sink_for = sink_for
         self._records = records

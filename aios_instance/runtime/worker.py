@@ -158,16 +158,19 @@ class Worker:
         local, remote, pushed = self._route(batch, result)
         held, rejected = self.outbox.send(remote, self.clock()) if remote else ([], [])
         records += rejected
-        acks = _acks(batch, result, held)
+        # Inputs whose outputs wait for an endpoint leave the claim all the same, set aside
+        # (acknowledged by name once delivered): the claim can still be acknowledged whole.
+        acks = _acks(batch, result, ())
         pushed -= self.outbox.count(remote) if held else 0  # parked: not pushed yet
+        done = len(acks) - len(held)
 
         def settled(refused: Rejected) -> None:
-            self.hooks.committed(batch, pushed, len(acks), time.perf_counter() - t0)
+            self.hooks.committed(batch, pushed, done, time.perf_counter() - t0)
             self._dead_lettered(batch, records)
             if refused:
                 self._reject(batch, result, refused)
 
-        self._send(Commit(local, acks, [r.data for r in records], settled))
+        self._send(Commit(local, acks, [r.data for r in records], settled, held))
 
     def _failures(self, batch: Batch, result: PipelineResult) -> list[Record]:
         return [

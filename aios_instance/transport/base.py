@@ -37,6 +37,11 @@ class Commit:
     """What one commit does, atomically: push ``pushes`` (local destinations only), write
     the dead-letter ``records``, acknowledge ``acks`` (claimed jobs, in claim order).
 
+    ``set_aside`` (some of ``acks``) are processed jobs whose outputs still wait for an
+    endpoint: they leave the claim but stay this instance's (handed back by a requeue) until
+    a later commit acknowledges them by name. So a claim with one such job in it can still be
+    acknowledged whole.
+
     ``settled`` is called once the commit took effect, with the local destinations the
     server rejected (the rest took effect). A source that pipelines may call it later, at
     its next call, but always before anything else it reports.
@@ -46,6 +51,7 @@ class Commit:
     acks: Sequence[bytes] = ()
     records: Sequence[bytes] = ()
     settled: Callable[[Rejected], None] = _ignore
+    set_aside: Sequence[bytes] = ()
 
 
 class Sink(Protocol):

@@ -56,14 +56,16 @@ class RedisLease:
         return moved
 
     def requeue(self, instance_id: str, *, force: bool, count_attempt: bool) -> int:
-        """Hand ``instance_id``'s processing list back to the input (unless its lease holds
-        and not ``force``); -1 when the lease holds, else how many packets moved."""
+        """Hand ``instance_id``'s processing list and the packets it set aside back to the
+        input (unless its lease holds and not ``force``); -1 when the lease holds, else how
+        many packets moved."""
         script_keys = [
             keys.lease(self.block_id, instance_id),
             keys.processing(self.block_id, instance_id),
             keys.inputs(self.block_id),
             keys.attempts(self.block_id),
             self._instances,
+            keys.parked(self.block_id, instance_id),
         ]
         args = [instance_id, "1" if force else "0", "1" if count_attempt else "0"]
         return int(guard(self._requeue, keys=script_keys, args=args))

@@ -71,6 +71,7 @@ class RedisSource:
         self.instance_id = instance_id
         self.input = keys.inputs(block_id)
         self.processing = keys.processing(block_id, instance_id)
+        self.parked = keys.parked(block_id, instance_id)  # set aside (see Commit.set_aside)
         self.lease = RedisLease(client, block_id, instance_id, ttl_s=lease_ttl_s)
         self.backlog = RedisBacklog(client, block_id)
         self._attempts = keys.attempts(block_id)
@@ -85,6 +86,7 @@ class RedisSource:
         self._claims = HeldClaims()
         self._want = 1  # the size of the last claim asked for
         self._ack_due: list[bytes] = []  # committed, the acknowledgement not yet through
+        self._aside: set[bytes] = set()  # set aside, not acknowledged yet (by name, later)
         self._claiming = True  # False once the caller drains: nothing is claimed ahead
         self._requeue_due = False  # a reply was lost: hand everything back first
 
@@ -95,6 +97,7 @@ class RedisSource:
         self._drop_conn()  # a reply still due there is about claims handed back below
         self._in_flight = None
         self._claims.clear()
+        self._aside.clear()
         self._ack_due, self._requeue_due = [], False
         self.lease.renew()
         guard(self.client.script_load, lua("trim"))  # sent by hand in MULTI: cache it now
@@ -122,6 +125,7 @@ class RedisSource:
             self.lease.requeue_own(count_attempt=count_attempts)
             self._requeue_due = False
             self._claims.clear()
+            self._aside.clear()
             self._drop_conn()
             self.lease.release()
         except (*ERRORS, TransportError) as exc:
@@ -185,20 +189,38 @@ class RedisSource:
             return
         pipe = self.client.pipeline(transaction=True)
         order = self._queue_writes(pipe, commit)
+        ack_at = len(order)
         if side is None and acks:
-            self._ack(keys=[self.processing, self._attempts], args=acks, client=pipe)
+            self._ack(keys=self._ack_keys, args=acks, client=pipe)
             order.append(None)
         elif side is not None:
             pipe.evalsha(self._trim.sha, 1, *self._trim_args(side, acks))
-        if not order and side is None:
+        if commit.set_aside:
+            pipe.lpush(self.parked, *commit.set_aside)
+        if not order and side is None and not commit.set_aside:
             commit.settled({})
             return
         replies = guard(pipe.execute, raise_on_error=False)
-        self._claims.acknowledged(acks, side)
+        self._acknowledged(acks, side, commit.set_aside)
         rejected = rejections(order, replies[: len(order)], transaction=True)
-        if side is not None and not self._check_trim(replies[-1], acks):
+        if side is not None and not self._check_trim(replies[ack_at], acks):
             self._ack_due.extend(acks)
         commit.settled(rejected)
+
+    @property
+    def _ack_keys(self) -> list[str]:
+        return [self.processing, self._attempts, self.parked]
+
+    def _acknowledged(self, acks: list[bytes], side: str | None, aside: Sequence[bytes]) -> None:
+        """Keep the books: ``acks`` left the claims (by position when ``side``), ``aside``
+        were set aside; packets set aside before and acknowledged now were no claim's."""
+        if self._aside and side is None:
+            named = [raw for raw in acks if raw not in self._aside]
+            self._aside.difference_update(acks)
+            self._claims.acknowledged(named, side)
+        else:
+            self._claims.acknowledged(acks, side)
+        self._aside.update(aside)
 
     def _queue_writes(self, pipe: Any, commit: Commit) -> list[Destination | None]:
         """LPUSH the pushes and the dead-letter records; what each reply is about."""
@@ -238,6 +260,8 @@ class RedisSource:
             order.append(None)
         if acks:
             commands.append(("EVALSHA", self._trim.sha, 1, *self._trim_args("tail", acks)))
+        if commit.set_aside:
+            commands.append(("LPUSH", self.parked, *commit.set_aside))
         claim_keys = (self.input, self.processing, self._attempts)
         commands.append(("EVALSHA", self._claim.sha, 3, *claim_keys, self._want, 1))
         commands.append(("EXEC",))
@@ -246,7 +270,7 @@ class RedisSource:
         except ERRORS as exc:
             self._lost(exc)
         if acks:
-            self._claims.acknowledged(acks, "tail")
+            self._acknowledged(acks, "tail", commit.set_aside)
         queued = len(commands) - 2
         self._in_flight = _InFlight(queued, tuple(order), acks, self._want, commit.settled)
 
@@ -279,6 +303,7 @@ class RedisSource:
         self._drop_conn()
         self._requeue_due = True
         self._claims.clear()
+        self._aside.clear()
         raise TransportError(f"commit outcome unknown: {exc}") from exc
 
     def _recover(self) -> None:
@@ -289,6 +314,7 @@ class RedisSource:
             count = self.lease.requeue_own(count_attempt=False)  # TransportError: still away
             self._requeue_due = False
             self._claims.clear()
+            self._aside.clear()
             if count:
                 log.warning("handed %d claimed packets back after a reply was lost", count)
         if not self._claiming:
@@ -296,7 +322,7 @@ class RedisSource:
 
     def _flush_acks(self) -> None:
         if self._ack_due:
-            guard(self._ack, keys=[self.processing, self._attempts], args=self._ack_due)
+            guard(self._ack, keys=self._ack_keys, args=self._ack_due)
             self._ack_due = []
 
     def _release_ahead(self) -> None:
@@ -323,7 +349,7 @@ class RedisSource:
         try:
             if isinstance(reply, redis.exceptions.NoScriptError):
                 guard(self.client.script_load, lua("trim"))
-            guard(self._ack, keys=[self.processing, self._attempts], args=list(claim))
+            guard(self._ack, keys=self._ack_keys, args=list(claim))
         except TransportError as exc:
             log.warning("could not acknowledge %d packets by name: %s", len(claim), exc)
             return False

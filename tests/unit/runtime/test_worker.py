@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import socket
 import threading
 import time
 from collections import Counter
@@ -136,6 +137,13 @@ def _dead(client: redis.Redis) -> list[dict[str, Any]]:
     return [json.loads(r) for r in raw]
 
 
+def _held(client: redis.Redis, worker: Worker) -> int:
+    """Packets the worker's Redis source holds: claimed, or set aside (outputs parked)."""
+    source = worker.source
+    assert isinstance(source, RedisSource)
+    return int(client.llen(source.processing)) + int(client.llen(source.parked))
+
+
 def _ptr(port: int, queue: str) -> str:
     return json.dumps({"outputs": [{"host": "127.0.0.1", "port": port, "queue_name": queue}]})
 
@@ -211,7 +219,8 @@ def test_unreachable_endpoint_keeps_inputs_claimed_backs_off_then_dead_letters(
     _send(redis_client, [3, 4], seq0=3)
     step_until(worker, lambda: redis_client.llen("OUT") == 2)
     processing = worker.source.processing  # type: ignore[attr-defined]
-    assert redis_client.llen(processing) == 3  # not acknowledged: still claimed
+    assert _held(redis_client, worker) == 3  # not acknowledged: still this instance's
+    assert redis_client.llen(processing) == 0  # set aside: the claims were acknowledged whole
     assert redis_client.llen(keys.inputs(BLOCK)) == 0
     assert worker.parked == 3
     while redis_client.llen(keys.dead_letters(BLOCK)) < 3:
@@ -231,7 +240,7 @@ def test_unreachable_endpoint_keeps_inputs_claimed_backs_off_then_dead_letters(
         assert record["stage"] == "push"
         assert f"127.0.0.1:{port}/0" in record["reason"]
         assert "for 1s" in record["reason"]
-    assert redis_client.llen(processing) == 0
+    assert _held(redis_client, worker) == 0
     assert worker.parked == 0
     assert hooks.dead == Counter(delivery_error=3)
 
@@ -245,14 +254,13 @@ def test_parked_outputs_are_delivered_when_the_endpoint_comes_back(
     step_until(worker, lambda: worker.parked == 10)
     _send(redis_client, [10, 11], seq0=10)  # other packets keep flowing meanwhile
     step_until(worker, lambda: redis_client.llen("OUT") == 2)
-    processing = worker.source.processing  # type: ignore[attr-defined]
-    assert redis_client.llen(processing) == 10
+    assert _held(redis_client, worker) == 10
     with EmbeddedRedis(port) as downstream:
         down = redis.Redis.from_url(downstream.url, protocol=2)
         step_until(worker, lambda: down.llen("DOWN_OUT") == 10)
         assert _outputs(down, "DOWN_OUT") == list(range(10))
         down.close()
-    step_until(worker, lambda: redis_client.llen(processing) == 0)  # acknowledged
+    step_until(worker, lambda: _held(redis_client, worker) == 0)  # acknowledged
     assert worker.parked == 0
     assert _dead(redis_client) == []
 
@@ -342,7 +350,8 @@ def test_shutdown_hands_back_muxer_held_and_undelivered_inputs(
     assert _outputs(redis_client) == [["a", "c"]]
     source = worker.source
     assert isinstance(source, RedisSource)
-    assert redis_client.llen(source.processing) == 3  # (2, b) waits; d+e parked
+    assert _held(redis_client, worker) == 3  # (2, b) waits; d+e parked (set aside)
+    assert redis_client.llen(source.parked) == 2
     worker.stop()
     worker.shutdown(timeout_s=0.3)
     assert hooks.unfinished_at_shutdown == 1  # it gave up on the parked pair
@@ -747,3 +756,56 @@ def test_delivery_records_carry_the_attempt_count() -> None:
     Settling(worker).step()
     [record] = [json.loads(r) for r in source.dead]
     assert (record["outcome"], record["attempts"]) == ("delivery_error", 2)
+
+
+class TcpTarpit:
+    """A TCP endpoint on 127.0.0.1 that accepts connections and never answers."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port: int = self.sock.getsockname()[1]
+        self.conns: list[socket.socket] = []
+        self.accepted = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            self.accepted.set()
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.conns:
+            conn.close()
+
+
+def test_a_silent_endpoint_does_not_hold_up_other_packets(
+    make_worker: Make, redis_client: redis.Redis
+) -> None:
+    """A push to an endpoint that accepts and never answers (a minute before its socket
+    times out here) holds only the packets routed to it: every other packet is output and
+    acknowledged meanwhile, and the claims stay acknowledged whole."""
+    tarpit = TcpTarpit()
+    slow_pool = SinkPool(socket_timeout_s=60.0)
+    worker = make_worker(sinks=lambda pool: slow_pool, claim_batch=16)
+    try:
+        for i in range(300):
+            ptr = _ptr(tarpit.port, "NEVER") if i % 50 == 0 else ""
+            _send(redis_client, [i], output_ptr=ptr, seq0=i)
+        step_until(worker, lambda: redis_client.llen("OUT") == 294, timeout_s=20)
+        assert tarpit.accepted.is_set() and worker.parked == 6
+        assert _held(redis_client, worker) == 6
+        source = worker.source
+        assert isinstance(source, RedisSource)
+        assert redis_client.llen(source.processing) == 0  # the held ones are set aside
+        assert sorted(_outputs(redis_client)) == [i for i in range(300) if i % 50]
+    finally:
+        tarpit.close()
+        worker.outbox.close()
+        slow_pool.close()

@@ -304,3 +304,57 @@ def test_close_after_a_lost_reply_still_hands_everything_back_and_drops_the_leas
     assert redis_client.llen(source.processing) == 0
     assert redis_client.exists(keys.lease(BLOCK, "victim")) == 0
     assert sorted(redis_client.lrange(keys.inputs(BLOCK), 0, -1)) == sorted(items[2:])
+
+
+def test_set_aside_packets_leave_the_claim_whole_and_wait_in_the_parked_list(
+    redis_server: EmbeddedRedis, redis_client: redis.Redis
+) -> None:
+    items = fill(redis_client, 10)
+    source = make_source(redis_server)
+    first = source.claim(3, 0)
+    eventually(lambda: redis_client.llen(source.processing) == 6, 5.0, "the claim ahead")
+    second = source.claim(3, 0)
+    source.commit(Commit(acks=_raws(first)))
+    # items[4]'s outputs wait for an endpoint: the claim is still acknowledged whole, by
+    # position, with the next claim riding along.
+    source.commit(Commit(acks=_raws(second), set_aside=[items[4]]))
+    assert source._in_flight is not None
+    third = source.claim(3, 0)
+    assert _raws(third) == items[6:9]
+    assert redis_client.lrange(source.parked, 0, -1) == [items[4]]
+    assert sorted(redis_client.lrange(source.processing, 0, -1)) == sorted(items[6:9])
+    # Delivered later: acknowledged by name, from the parked list; the claim is unaffected.
+    source.commit(Commit(acks=[items[4]]))
+    assert redis_client.llen(source.parked) == 0
+    source.commit(Commit(acks=_raws(third)))
+    assert redis_client.lrange(source.processing, 0, -1) == [items[9]]  # claimed ahead
+    source.close()
+
+
+def test_set_aside_packets_go_back_with_a_close_and_with_a_lapsed_lease(
+    redis_server: EmbeddedRedis, redis_client: redis.Redis
+) -> None:
+    items = fill(redis_client, 4)
+    source = make_source(redis_server)
+    source.start()
+    claims = source.claim(10, 0)
+    source.commit(Commit(acks=_raws(claims), set_aside=items[1:3]))
+    assert redis_client.llen(source.processing) == 0
+    source.close()
+    assert redis_client.llen(source.parked) == 0
+    again = make_source(redis_server, "i2", ttl_s=0.2)
+    again.start()
+    claims = again.claim(10, 0)
+    assert _raws(claims) == items[1:3]  # handed back to the front, in order
+    again.commit(Commit(acks=_raws(claims), set_aside=_raws(claims)))
+    # i2 dies (no close): its lease lapses and another instance hands its parked list back.
+    eventually(lambda: not redis_client.exists(keys.lease(BLOCK, "i2")), 5.0, "the lapse")
+    third = make_source(redis_server, "i3")
+    third.start()
+    assert third.lease.requeue_lapsed() == 2
+    assert redis_client.llen(keys.parked(BLOCK, "i2")) == 0
+    # Counted as a delivery each (a requeued packet is then claimed on its own).
+    assert [(c.raw, c.attempt) for c in third.claim(10, 0)] == [(items[1], 2)]
+    assert [(c.raw, c.attempt) for c in third.claim(10, 0)] == [(items[2], 2)]
+    third.close()
+    again.client.close()
