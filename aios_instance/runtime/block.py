@@ -43,6 +43,7 @@ from .loghooks import LoggingHooks
 from .pipeline import Pipeline
 from .startup import allocation_of, construct, export_gpus, unreachable, wait_for_redis
 from .target import RuntimeTarget
+from .trim import Trimmer
 from .watchdog import Abandoned, Stuck, Watchdog
 from .worker import Worker
 
@@ -166,6 +167,7 @@ class Runtime:
         )
         self.lease = LeaseKeeper(self.source.lease, s.lease_ttl_s, on_renewed=self._sample)
         self.watchdog = Watchdog(self.pipeline.running, s.job_timeout_s, self._stuck)
+        self.trimmer = Trimmer()  # gives memory back after a burst of large packets
         self.exit_on_give_up = False  # Block.run: the process ends when it gives up
         self.gave_up = False
         self._stop_deadline = 0.0  # monotonic; set by stop()
@@ -339,6 +341,7 @@ class Runtime:
         if muxer is not None and hasattr(muxer, "open_groups"):
             m.set_muxer_open_groups(muxer.open_groups)
         m.set_oldest_age_s(_age_s(backlog.oldest()))
+        self.trimmer.maybe_trim()
 
 
 def _age_s(raw: bytes | None) -> float:

@@ -77,14 +77,14 @@ CRASHES = {
 def cli_env(**extra: str) -> dict[str, str]:
     """The environment minus every setting the runtime reads, plus ``extra``; ports off."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(_CLEARED)}
-    env.update(
-        MGMT_PORT="0",
-        METRICS_PORT="0",
-        AIOS_IDLE_WAIT_S="0.2",
-        AIOS_LOG_LEVEL="WARNING",
-        AIOS_CLAIM_BATCH=str(CLAIM_BATCH),
-        **extra,
-    )
+    defaults = {
+        "MGMT_PORT": "0",
+        "METRICS_PORT": "0",
+        "AIOS_IDLE_WAIT_S": "0.2",
+        "AIOS_LOG_LEVEL": "WARNING",
+        "AIOS_CLAIM_BATCH": str(CLAIM_BATCH),
+    }
+    env.update({**defaults, **extra})
     return env
 
 
