@@ -19,10 +19,23 @@ __all__ = [
     "location",
     "redact",
     "redis_url",
+    "same_host",
 ]
 
 DEFAULT_PORT = 6379
 SCHEMES = ("redis", "rediss", "unix")
+
+
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1", "0:0:0:0:0:0:0:1"})
+
+
+def same_host(host: str) -> str:
+    """The form in which two spellings of one host compare equal: case and a trailing dot
+    ignored, IPv6 brackets dropped, and every spelling of this machine's loopback address
+    (``localhost``, ``127.0.0.1``, ``::1``) one. Used to compare and dedupe destinations,
+    never to connect: ``localhost`` may resolve to either loopback address."""
+    canonical = host.strip().strip("[]").rstrip(".").lower()
+    return "localhost" if canonical in _LOOPBACK else canonical
 
 
 def bracket(host: str) -> str:

@@ -15,121 +15,36 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any, SupportsIndex
+from typing import Any
 
 from google.protobuf.message import DecodeError, EncodeError
 
 from . import _json
 from ._proto import aios_packet_pb2 as _pb
 from .errors import DataDecodeError, PacketDecodeError, PacketError
+from .files import FileInfo, FileList, _file_list
 from .muxed import MuxedData
 
 __all__ = [
+    "HOPS_HEADER",
     "AIOSPacket",
     "FileInfo",
     "FileList",
     "MuxedData",
     "decode_packet",
     "encode_output",
+    "hops_of",
     "make_packet",
     "packet_json",
 ]
 
 
+HOPS_HEADER = "aios-hops"
+"""The header counting the blocks a packet's ancestors were output by (see ``hops_of``)."""
+
+
 def _text(value: Any) -> str:
     return value if isinstance(value, str) else _json.dumps(value)
-
-
-class FileInfo:
-    """A file attached to a packet: JSON ``metadata`` and raw ``file_data`` bytes."""
-
-    __slots__ = ("file_data", "metadata")
-
-    def __init__(self, metadata: str | Mapping[str, Any] = "", file_data: bytes = b"") -> None:
-        self.metadata: str | Mapping[str, Any] = metadata
-        self.file_data: bytes = file_data
-
-    def metadata_dict(self) -> Any:
-        """The metadata parsed from JSON (``{}`` when empty)."""
-        if not isinstance(self.metadata, str):
-            return self.metadata
-        return _json.loads(self.metadata) if self.metadata else {}
-
-    def _to_proto(self) -> _pb.FileInfo:
-        return _pb.FileInfo(metadata=_text(self.metadata), file_data=bytes(self.file_data))
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, FileInfo):
-            return NotImplemented
-        return _text(self.metadata) == _text(other.metadata) and self.file_data == other.file_data
-
-    __hash__ = None  # type: ignore[assignment]  # mutable
-
-    def __repr__(self) -> str:
-        return f"FileInfo(metadata={self.metadata!r}, file_data=<{len(self.file_data)} bytes>)"
-
-
-def _file_info(item: Any) -> FileInfo:
-    """A FileInfo from a FileInfo, a generated protobuf FileInfo or a (metadata, bytes) tuple."""
-    if isinstance(item, FileInfo):
-        return item
-    if isinstance(item, _pb.FileInfo):
-        return FileInfo(item.metadata, item.file_data)
-    metadata: Any
-    file_data: Any
-    try:
-        metadata, file_data = item  # the (metadata, bytes) tuple form
-    except (TypeError, ValueError):
-        metadata = file_data = None
-    if not isinstance(file_data, (bytes, bytearray, memoryview)):
-        raise TypeError(
-            f"a packet file must be a FileInfo or a (metadata, bytes) tuple, got {item!r:.80}"
-        )
-    return FileInfo(metadata, bytes(file_data))
-
-
-class FileList(list[FileInfo]):
-    """The ``files`` of a packet: a list that also offers protobuf's ``add(...)``.
-
-    Whatever goes in (the constructor, ``append``, ``extend``, ``insert``, ``+=``, item and
-    slice assignment) is converted like ``packet.files = ...``: a FileInfo stays as is, a
-    ``(metadata, bytes)`` tuple or a generated protobuf FileInfo becomes a FileInfo.
-    """
-
-    def __init__(self, items: Iterable[Any] = ()) -> None:
-        super().__init__(map(_file_info, items))
-
-    def add(self, metadata: str | Mapping[str, Any] = "", file_data: bytes = b"") -> FileInfo:
-        """Append a new FileInfo and return it."""
-        info = FileInfo(metadata, file_data)
-        super().append(info)
-        return info
-
-    def append(self, item: Any) -> None:
-        """Append a file (FileInfo or ``(metadata, bytes)``)."""
-        super().append(_file_info(item))
-
-    def extend(self, items: Iterable[Any]) -> None:
-        """Append every file of ``items``."""
-        super().extend(map(_file_info, items))
-
-    def insert(self, index: SupportsIndex, item: Any) -> None:
-        """Insert a file before ``index``."""
-        super().insert(index, _file_info(item))
-
-    def __iadd__(self, items: Iterable[Any]) -> FileList:  # type: ignore[override,misc]
-        self.extend(items)
-        return self
-
-    def __setitem__(self, index: SupportsIndex | slice, value: Any) -> None:
-        if isinstance(index, slice):
-            super().__setitem__(index, [_file_info(item) for item in value])
-        else:
-            super().__setitem__(index, _file_info(value))
-
-
-def _file_list(files: Iterable[Any]) -> FileList:
-    return FileList(files)
 
 
 class AIOSPacket:
@@ -138,7 +53,18 @@ class AIOSPacket:
     # _msg/_parsed: the message a decoded packet came from and the field objects read from
     # it, so an output whose identity fields are untouched is serialized by setting one
     # field of that message instead of building a new one (the hot path's encode).
-    __slots__ = ("_files", "_msg", "_parsed", "data", "output_ptr", "seq_no", "session_id", "ts")
+    __slots__ = (
+        "_files",
+        "_headers",
+        "_hops",
+        "_msg",
+        "_parsed",
+        "data",
+        "output_ptr",
+        "seq_no",
+        "session_id",
+        "ts",
+    )
 
     def __init__(
         self,
@@ -148,6 +74,7 @@ class AIOSPacket:
         ts: float = 0.0,
         output_ptr: Any = "",
         files: Iterable[Any] = (),
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self.session_id: str = session_id
         self.seq_no: int = seq_no
@@ -155,6 +82,8 @@ class AIOSPacket:
         self.ts: float = ts
         self.output_ptr: Any = output_ptr
         self._files: FileList | None = _file_list(files)
+        self._headers: dict[str, str] | None = dict(headers) if headers else {}
+        self._hops = -1  # the hop count, once read (hops_of)
         self._msg: _pb.AIOSPacket | None = None
         self._parsed: tuple[Any, ...] = ()
 
@@ -170,6 +99,21 @@ class AIOSPacket:
     @files.setter
     def files(self, value: Iterable[Any]) -> None:
         self._files = value if isinstance(value, FileList) else _file_list(value)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Metadata that travels with the packet to its outputs (``aios-hops``, trace
+        context): text keys and values."""
+        headers = self._headers
+        if headers is None:  # decoded, never looked at: built on first use
+            msg = self._msg
+            headers = self._headers = dict(msg.headers) if msg is not None else {}
+        return headers
+
+    @headers.setter
+    def headers(self, value: Mapping[str, str]) -> None:
+        self._headers = dict(value)
+        self._hops = -1
 
     # -- protobuf-compatible surface -------------------------------------------------------
     def SerializeToString(self) -> bytes:
@@ -195,7 +139,7 @@ class AIOSPacket:
     def CopyFrom(self, other: AIOSPacket) -> None:
         """Make this packet a deep copy of ``other``."""
         clone = copy.deepcopy(other)
-        for name in ("session_id", "seq_no", "data", "ts", "output_ptr", "files"):
+        for name in ("session_id", "seq_no", "data", "ts", "output_ptr", "files", "headers"):
             setattr(self, name, getattr(clone, name))
         self._msg, self._parsed = None, ()
 
@@ -216,6 +160,7 @@ class AIOSPacket:
             ts=self.ts,
             output_ptr=_text(self.output_ptr),
             files=[f._to_proto() for f in self.files],
+            headers=self.headers,
         )
 
     # -- conveniences ----------------------------------------------------------------------
@@ -226,7 +171,13 @@ class AIOSPacket:
 
     def __copy__(self) -> AIOSPacket:
         return AIOSPacket(
-            self.session_id, self.seq_no, self.data, self.ts, self.output_ptr, self.files
+            self.session_id,
+            self.seq_no,
+            self.data,
+            self.ts,
+            self.output_ptr,
+            self.files,
+            self.headers,
         )
 
     def __deepcopy__(self, memo: dict[int, Any]) -> AIOSPacket:
@@ -237,6 +188,7 @@ class AIOSPacket:
             self.ts,
             copy.deepcopy(self.output_ptr, memo),
             [FileInfo(copy.deepcopy(f.metadata, memo), f.file_data) for f in self.files],
+            self.headers,
         )
 
     def __eq__(self, other: object) -> bool:
@@ -268,6 +220,8 @@ def decode_packet(raw: bytes) -> AIOSPacket:
     packet.ts = ts = msg.ts
     packet.output_ptr = output_ptr = msg.output_ptr
     packet._files = None
+    packet._headers = None
+    packet._hops = -1
     packet._msg = msg
     packet._parsed = (session_id, seq_no, ts, output_ptr)
     return packet
@@ -279,8 +233,9 @@ def encode_output(source: AIOSPacket, data: str, files: Iterable[Any] | None = N
     The hot path of every job: builds the protobuf message directly, without an
     intermediate AIOSPacket.
     """
+    hops = hops_of(source) + 1
     msg = source._msg
-    if msg is not None and files is None and source._files is None:
+    if msg is not None and files is None and source._files is None and source._headers is None:
         sid, seq, ts, ptr = source._parsed
         if (
             source.session_id is sid
@@ -289,7 +244,10 @@ def encode_output(source: AIOSPacket, data: str, files: Iterable[Any] | None = N
             and source.output_ptr is ptr
         ):
             msg.data = data  # the message is this packet's own: nothing else reads it
-            return msg.SerializeToString()
+            # The hop count as one more map entry after the message: a reader keeps the last
+            # entry of a key (protobuf's rule for maps), and appending bytes costs less than
+            # changing the map (the hot path).
+            return msg.SerializeToString() + _hops_entry(hops)
     files = source.files if files is None else _file_list(files)
     return _pb.AIOSPacket(
         session_id=source.session_id,
@@ -298,7 +256,49 @@ def encode_output(source: AIOSPacket, data: str, files: Iterable[Any] | None = N
         ts=source.ts,
         output_ptr=_text(source.output_ptr),
         files=[f._to_proto() for f in files] if files else None,
+        headers={**source.headers, HOPS_HEADER: str(hops)},
     ).SerializeToString()
+
+
+def _hops_entry(hops: int) -> bytes:
+    """The wire bytes of ``headers["aios-hops"] = str(hops)`` (field 8, a map entry)."""
+    if hops < len(_HOPS_ENTRIES):
+        return _HOPS_ENTRIES[hops]
+    return _entry(hops)
+
+
+def _entry(hops: int) -> bytes:
+    key, value = HOPS_HEADER.encode(), str(hops).encode()
+    entry = b"\x0a" + bytes([len(key)]) + key + b"\x12" + bytes([len(value)]) + value
+    return b"\x42" + bytes([len(entry)]) + entry  # every length < 128: one-byte varints
+
+
+_HOPS_ENTRIES = tuple(_entry(n) for n in range(1024))
+
+
+def hops_of(packet: AIOSPacket) -> int:
+    """How many blocks output this packet or its ancestors: its ``aios-hops`` header (0 when
+    there is none; read once). Raises PacketError when the header is not a count."""
+    hops = packet._hops
+    if hops >= 0:
+        return hops
+    headers, msg = packet._headers, packet._msg
+    if headers is not None:
+        value = headers.get(HOPS_HEADER, "")
+    else:
+        value = msg.headers.get(HOPS_HEADER, "") if msg is not None else ""
+    if not value:
+        hops = 0
+    elif value.isascii() and value.isdigit() and len(value) <= 9:
+        hops = int(value)
+    else:
+        raise PacketError(
+            f"header {HOPS_HEADER}={value[:20]!r} is not a hop count",
+            session_id=str(packet.session_id),
+            seq_no=0,
+        )
+    packet._hops = hops
+    return hops
 
 
 def packet_json(packet: AIOSPacket) -> Any:

@@ -37,7 +37,7 @@ from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 
 from . import _json, keys
 from ._json import type_name
-from ._urls import DEFAULT_PORT, bracket, redact
+from ._urls import DEFAULT_PORT, bracket, redact, same_host
 from .errors import ConfigError, RoutingError
 
 __all__ = ["DEFAULT_REDIS_PORT", "Destination", "Router", "destination_from_url"]
@@ -69,6 +69,13 @@ class Destination:
 
     def __hash__(self) -> int:
         return self._hash
+
+    @property
+    def place(self) -> tuple[object, ...]:
+        """What two destinations share when they are one list however their host is spelt
+        (case, a trailing dot, brackets, ``localhost``/``127.0.0.1``/``::1``)."""
+        host = self.host.lower() if self.kind == "grpc" else same_host(self.host)
+        return (self.kind, host, self.port, self.queue_name, self.db, self.password)
 
     @property
     def address(self) -> str:
@@ -183,7 +190,12 @@ def _destinations(
         found = _outputs_list(value["outputs"], "outputs")
     else:
         raise _MalformedError("expected an 'outputs' list or 'is_graph': true")
-    return tuple(dict.fromkeys(found))
+    # One push per list, however often or however its host is spelt (a pointer naming its
+    # own input three ways would otherwise triple the packets on every pass).
+    unique: dict[tuple[object, ...], Destination] = {}
+    for dest in found:
+        unique.setdefault(dest.place, dest)
+    return tuple(unique.values())
 
 
 def _is_graph(value: dict[str, Any]) -> bool:

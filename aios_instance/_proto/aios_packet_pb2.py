@@ -24,15 +24,19 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11\x61ios_packet.proto\"x\n\nAIOSPacket\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0e\n\x06seq_no\x18\x02 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\t\x12\n\n\x02ts\x18\x05 \x01(\x01\x12\x12\n\noutput_ptr\x18\x06 \x01(\t\x12\x18\n\x05\x66iles\x18\x07 \x03(\x0b\x32\t.FileInfo\"/\n\x08\x46ileInfo\x12\x10\n\x08metadata\x18\x01 \x01(\t\x12\x11\n\tfile_data\x18\x02 \x01(\x0c\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11\x61ios_packet.proto\"\xd3\x01\n\nAIOSPacket\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0e\n\x06seq_no\x18\x02 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\t\x12\n\n\x02ts\x18\x05 \x01(\x01\x12\x12\n\noutput_ptr\x18\x06 \x01(\t\x12\x18\n\x05\x66iles\x18\x07 \x03(\x0b\x32\t.FileInfo\x12)\n\x07headers\x18\x08 \x03(\x0b\x32\x18.AIOSPacket.HeadersEntry\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"/\n\x08\x46ileInfo\x12\x10\n\x08metadata\x18\x01 \x01(\t\x12\x11\n\tfile_data\x18\x02 \x01(\x0c\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'aios_packet_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_AIOSPACKET']._serialized_start=21
-  _globals['_AIOSPACKET']._serialized_end=141
-  _globals['_FILEINFO']._serialized_start=143
-  _globals['_FILEINFO']._serialized_end=190
+  _globals['_AIOSPACKET_HEADERSENTRY']._loaded_options = None
+  _globals['_AIOSPACKET_HEADERSENTRY']._serialized_options = b'8\001'
+  _globals['_AIOSPACKET']._serialized_start=22
+  _globals['_AIOSPACKET']._serialized_end=233
+  _globals['_AIOSPACKET_HEADERSENTRY']._serialized_start=187
+  _globals['_AIOSPACKET_HEADERSENTRY']._serialized_end=233
+  _globals['_FILEINFO']._serialized_start=235
+  _globals['_FILEINFO']._serialized_end=282
 # @@protoc_insertion_point(module_scope)

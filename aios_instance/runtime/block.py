@@ -142,7 +142,10 @@ class Runtime:
             self.block = construct(block_class, self.context)  # models load here
             default = destination_from_url(s.redis_url, s.default_output)
             self.pipeline = Pipeline(  # calls the block's get_muxer()
-                self.block, Router(s.block_id, (default,)), validate_json=s.validate_json
+                self.block,
+                Router(s.block_id, (default,)),
+                validate_json=s.validate_json,
+                max_hops=s.max_hops,
             )
         except BaseException:
             for close in reversed(self._services):  # the control API started above

@@ -27,6 +27,7 @@ FAILURE_REASONS = (
     "expired",
     "max_deliveries",
     "timeout",
+    "routing_loop",
 )
 #: The user calls the watchdog times (``aios_job_timeouts_total{phase}``).
 CALL_PHASES = ("on_preprocess", "on_data", "on_data_batch", "flush")

@@ -49,6 +49,7 @@ class Outcome(str, enum.Enum):
     USER_ERROR = "user_error"  # (False, reason), an exception, or an unusable return value
     ROUTING_ERROR = "routing_error"  # output_ptr names no usable destination
     EXPIRED = "expired"  # a muxer group that never completed
+    ROUTING_LOOP = "routing_loop"  # passed through AIOS_MAX_HOPS blocks: a loop, most likely
 
 
 class Output(NamedTuple):

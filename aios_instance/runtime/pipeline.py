@@ -20,8 +20,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from .. import _json
-from ..errors import PacketDecodeError, RoutingError
-from ..packet import AIOSPacket, MuxedData, decode_packet, encode_output
+from ..errors import PacketDecodeError, PacketError, RoutingError
+from ..packet import AIOSPacket, MuxedData, decode_packet, encode_output, hops_of
 from ..results import OnDataResult, PreProcessResult
 from ..routing import Router
 from ..tools import TimeBasedBatcher
@@ -65,8 +65,11 @@ def accepts_is_ws(fn: Callable[..., Any]) -> bool:
 class Pipeline:
     """Drives one block instance; not thread-safe (one pipeline per worker thread)."""
 
-    def __init__(self, block: Any, router: Router, *, validate_json: bool = True) -> None:
+    def __init__(
+        self, block: Any, router: Router, *, validate_json: bool = True, max_hops: int = 64
+    ) -> None:
         self.block = block
+        self.max_hops = max_hops  # 0: no limit
         self._route = router.route
         self._validate_json = validate_json
         self._on_preprocess = block.on_preprocess
@@ -173,6 +176,8 @@ class Pipeline:
     def _admit(self, packet: AIOSPacket, raw: bytes, acc: Accumulator) -> list[_Job]:
         """Validate, mux and preprocess one packet into jobs for on_data."""
         self._stamp("on_preprocess", (raw,))
+        if self.max_hops and not self._below_hop_limit(packet, raw, acc):
+            return []
         if self._validate_json and not self._data_is_json(packet, raw, acc):
             return []
         raws: tuple[bytes, ...] = (raw,)
@@ -193,6 +198,23 @@ class Pipeline:
                 entry.packet = packet
             return [_Job(entry, packet, raws)]
         return self._preprocess(packet, raws, entries, acc)
+
+    def _below_hop_limit(self, packet: AIOSPacket, raw: bytes, acc: Accumulator) -> bool:
+        """A packet output by ``max_hops`` blocks already is going round in circles, most
+        likely (an ``output_ptr`` that leads back): it is dead-lettered, not processed."""
+        try:
+            hops = hops_of(packet)
+        except PacketError as exc:
+            acc.fail(Outcome.BAD_INPUT, "decode", exc.message, packet, (raw,))
+            return False
+        if hops < self.max_hops:
+            return True
+        reason = (
+            f"routing loop: the packet has passed through {hops} blocks, the limit is "
+            f"AIOS_MAX_HOPS={self.max_hops} (does an output_ptr lead back to a block it came from?)"
+        )
+        acc.fail(Outcome.ROUTING_LOOP, "route", reason, packet, (raw,))
+        return False
 
     def _data_is_json(self, packet: AIOSPacket, raw: bytes, acc: Accumulator) -> bool:
         data = packet.data

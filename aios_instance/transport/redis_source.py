@@ -29,6 +29,7 @@ from typing import Any, NoReturn
 import redis
 
 from .. import keys
+from .._urls import same_host
 from ..errors import TransportError
 from ..routing import Destination
 from ._redis import ERRORS, guard, lua, rejections
@@ -76,7 +77,9 @@ class RedisSource:
         self.backlog = RedisBacklog(client, block_id)
         self._attempts = keys.attempts(block_id)
         self._dead = keys.dead_letters(block_id)
-        self._address = address or _address_of(client)
+        self._address = (
+            _address_of(client) if address is None else (same_host(address[0]), *address[1:])
+        )
         self._claim = client.register_script(lua("claim"))
         self._ack = client.register_script(lua("ack"))
         self._release = client.register_script(lua("release"))
@@ -359,7 +362,7 @@ class RedisSource:
     def is_local(self, destination: Destination) -> bool:
         """Outputs to this source's own Redis ride in the commit's transaction."""
         return destination.kind == "redis" and (
-            (destination.host, destination.port, destination.db) == self._address
+            (same_host(destination.host), destination.port, destination.db) == self._address
         )
 
     def release(self, raws: Sequence[bytes]) -> None:
@@ -382,4 +385,5 @@ def _claims_of(reply: Any) -> list[Claim]:
 
 def _address_of(client: redis.Redis) -> tuple[str, int, int]:
     kw = client.connection_pool.connection_kwargs
-    return (str(kw.get("host", "localhost")), int(kw.get("port", 6379)), int(kw.get("db", 0)))
+    host = same_host(str(kw.get("host", "localhost")))
+    return (host, int(kw.get("port", 6379)), int(kw.get("db", 0)))

@@ -10,13 +10,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aios_instance._proto import aios_packet_pb2 as pb
-from aios_instance.errors import DataDecodeError, PacketDecodeError
+from aios_instance.errors import DataDecodeError, PacketDecodeError, PacketError
 from aios_instance.packet import (
     AIOSPacket,
     FileInfo,
     MuxedData,
     decode_packet,
     encode_output,
+    hops_of,
     make_packet,
     packet_json,
 )
@@ -24,7 +25,15 @@ from aios_instance.packet import (
 
 def test_wire_format_field_numbers() -> None:
     fields = {f.name: f.number for f in pb.AIOSPacket.DESCRIPTOR.fields}
-    assert fields == {"session_id": 1, "seq_no": 2, "data": 4, "ts": 5, "output_ptr": 6, "files": 7}
+    assert fields == {
+        "session_id": 1,
+        "seq_no": 2,
+        "data": 4,
+        "ts": 5,
+        "output_ptr": 6,
+        "files": 7,
+        "headers": 8,
+    }
     assert {f.name: f.number for f in pb.FileInfo.DESCRIPTOR.fields} == {
         "metadata": 1,
         "file_data": 2,
@@ -222,3 +231,37 @@ def test_muxed_data_agrees_with_its_dict_and_its_text(value: dict[str, object], 
     assert dict(data.items()) == value and data.to_dict() == value
     assert copy.deepcopy(data) == value
     assert decode_packet(AIOSPacket(data=data).SerializeToString()).json() == value
+
+
+# --- headers and the hop count ------------------------------------------------------------------
+def test_headers_round_trip_and_an_old_packet_has_none() -> None:
+    packet = AIOSPacket(session_id="s", data="{}", headers={"traceparent": "00-ab-cd-01"})
+    again = AIOSPacket.FromString(packet.SerializeToString())
+    assert again.headers == {"traceparent": "00-ab-cd-01"} and again == packet
+    old = pb.AIOSPacket(session_id="s", seq_no=1, data="{}").SerializeToString()  # no field 8
+    assert decode_packet(old).headers == {} and hops_of(decode_packet(old)) == 0
+
+
+def test_an_output_counts_one_more_hop_and_keeps_the_headers() -> None:
+    raw = AIOSPacket(data="{}", headers={"aios-hops": "4", "trace": "t"}).SerializeToString()
+    source = decode_packet(raw)
+    assert hops_of(source) == 4
+    first = decode_packet(encode_output(source, '{"a": 1}'))
+    second = decode_packet(encode_output(source, '{"a": 2}'))  # one source, two outputs
+    assert first.headers == second.headers == {"aios-hops": "5", "trace": "t"}
+    fresh = decode_packet(encode_output(AIOSPacket(data="{}"), "{}"))  # built by a block
+    assert fresh.headers == {"aios-hops": "1"}
+
+
+def test_a_header_the_block_set_goes_out_with_the_output() -> None:
+    source = decode_packet(AIOSPacket(data="{}").SerializeToString())
+    source.headers["trace"] = "set by the block"
+    out = decode_packet(encode_output(source, "{}"))
+    assert out.headers == {"trace": "set by the block", "aios-hops": "1"}
+
+
+@pytest.mark.parametrize("value", ["x", "-1", "1.5", "١٢", "9" * 10])
+def test_a_hop_count_that_is_not_a_count_is_a_packet_error(value: str) -> None:
+    packet = decode_packet(AIOSPacket(data="{}", headers={"aios-hops": value}).SerializeToString())
+    with pytest.raises(PacketError, match="not a hop count"):
+        hops_of(packet)

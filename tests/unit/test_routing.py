@@ -611,3 +611,13 @@ def test_long_pointers_are_parsed_every_time_not_kept() -> None:
     assert router.route(short) == router.route(short)
     assert router.route(long)[0].queue_name == "q" * 200
     assert router.cache_info().currsize == 1  # only the short one is kept
+
+
+def test_one_list_spelt_three_ways_is_pushed_once(router: Router) -> None:
+    outputs = [
+        {"host": host, "port": 6380, "queue_name": "q"}
+        for host in ("localhost", "LOCALHOST.", "127.0.0.1", "[::1]")
+    ]
+    outputs.append({"host": "127.0.0.1", "port": 6380, "queue_name": "other"})
+    found = router.route(ptr({"outputs": outputs}))
+    assert [(d.host, d.queue_name) for d in found] == [("localhost", "q"), ("127.0.0.1", "other")]

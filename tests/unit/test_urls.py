@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from aios_instance._urls import as_redis_url, bracket, location, redact, redis_url
+from aios_instance._urls import as_redis_url, bracket, location, redact, redis_url, same_host
 from aios_instance.errors import ConfigError
 
 
@@ -57,3 +57,20 @@ def test_redact_masks_passwords_that_hold_url_characters() -> None:
 def test_a_port_out_of_range_is_one_clear_error(value: str) -> None:
     with pytest.raises(ConfigError, match="not a Redis"):
         as_redis_url(value)
+
+
+@pytest.mark.parametrize(
+    ("spelling", "canonical"),
+    [
+        ("localhost", "localhost"),
+        ("LOCALHOST.", "localhost"),
+        ("127.0.0.1", "localhost"),
+        ("::1", "localhost"),
+        ("[::1]", "localhost"),
+        ("Redis.Example.", "redis.example"),
+        ("[fe80::1]", "fe80::1"),
+        ("127.0.0.2", "127.0.0.2"),  # another address: a server bound to 127.0.0.1 refuses it
+    ],
+)
+def test_same_host_compares_spellings_of_one_host(spelling: str, canonical: str) -> None:
+    assert same_host(spelling) == canonical

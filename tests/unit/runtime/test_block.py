@@ -68,7 +68,8 @@ def test_the_gauges_are_sampled_after_each_renewal(
             packet = make_packet({}, ts=time.time() - 60)
             redis_client.lpush(keys.inputs(s.block_id), packet.SerializeToString())
         eventually(lambda: sample("aios_queue_depth") == 3, what="the depth gauge")
-        assert (sample("aios_oldest_age_seconds") or 0) >= 60
+        # Set by the same sampling, a moment later (a read in between sees the older value).
+        eventually(lambda: (sample("aios_oldest_age_seconds") or 0) >= 60, what="the age gauge")
     finally:
         Gated.gate.set()
         runtime.stop()
@@ -170,3 +171,43 @@ def test_a_constructor_error_inside_a_library_names_the_blocks_line_first(
     line = BadConfig.__init__.__code__.co_firstlineno + 1
     assert f"BadConfig(context) failed at {__file__}:{line} in __init__ (raised in " in error
     assert "json" in error.split("(raised in ")[1]
+
+
+class Looping(PassThrough):
+    """Counts its on_data calls."""
+
+    calls = 0
+
+    def on_data(self, entry: Any) -> Any:
+        Looping.calls += 1
+        return super().on_data(entry)
+
+
+def test_a_packet_routed_back_to_its_own_block_stops_at_the_hop_limit(
+    redis_server: EmbeddedRedis, redis_client: redis.Redis
+) -> None:
+    Looping.calls = 0
+    s = control_settings(redis_server, max_hops=5)
+    own = keys.inputs(s.block_id)
+    # Back to its own input, spelt three ways: one push per pass, not three.
+    outputs = [
+        {"host": host, "port": redis_server.port, "queue_name": own}
+        for host in ("127.0.0.1", "localhost", "LOCALHOST.")
+    ]
+    packet = make_packet({}, session_id="loop", output_ptr=json.dumps({"outputs": outputs}))
+    runtime = Block(Looping, s).start()
+    try:
+        redis_client.lpush(own, packet.SerializeToString())
+        eventually(lambda: redis_client.llen(keys.dead_letters(s.block_id)) == 1, what="the stop")
+        [record] = [
+            json.loads(r) for r in redis_client.lrange(keys.dead_letters(s.block_id), 0, -1)
+        ]
+        assert (record["outcome"], record["stage"]) == ("routing_loop", "route")
+        assert "AIOS_MAX_HOPS=5" in record["reason"]
+        assert Looping.calls == 5  # hops 0 to 4 processed; the fifth output is stopped
+        assert redis_client.llen(own) == 0
+        sample = runtime.metrics.registry.get_sample_value
+        assert sample("aios_dead_lettered_total", {"reason": "routing_loop"}) == 1
+    finally:
+        runtime.stop()
+        assert runtime.wait(10)

@@ -670,3 +670,26 @@ def test_nothing_escapes_the_pipeline(raw: bytes, data: str, ptr: str, mode: str
         result = pipe.process(payload)
         accounted = len(result.outputs) + len(result.failures) + result.held
         assert accounted >= 1  # every packet ends in exactly some classified outcome
+
+
+# --- the hop limit ------------------------------------------------------------------------------
+def _hopped(hops: str) -> bytes:
+    return AIOSPacket(data="{}", headers={"aios-hops": hops}).SerializeToString()
+
+
+def test_a_packet_at_the_hop_limit_is_dead_lettered_routing_loop() -> None:
+    block = Echo()
+    pipeline = Pipeline(block, Router("me", (DEFAULT,)), max_hops=3)
+    result = pipeline.process_batch([_hopped("2"), _hopped("3"), _hopped("x")])
+    assert len(result.outputs) == 1 and block.calls == 1
+    assert decode_packet(result.outputs[0].payload).headers["aios-hops"] == "3"
+    loop, bad = result.failures
+    assert (loop.outcome, loop.stage) == (Outcome.ROUTING_LOOP, "route")
+    assert "passed through 3 blocks" in loop.reason and "AIOS_MAX_HOPS=3" in loop.reason
+    assert bad.outcome is Outcome.BAD_INPUT and "not a hop count" in bad.reason
+
+
+def test_max_hops_0_is_no_limit() -> None:
+    pipeline = Pipeline(Echo(), Router("me", (DEFAULT,)), max_hops=0)
+    result = pipeline.process_batch([_hopped("100000")])
+    assert len(result.outputs) == 1 and not result.failures

@@ -358,3 +358,12 @@ def test_set_aside_packets_go_back_with_a_close_and_with_a_lapsed_lease(
     assert [(c.raw, c.attempt) for c in third.claim(10, 0)] == [(items[2], 2)]
     third.close()
     again.client.close()
+
+
+def test_its_own_server_is_local_however_it_is_spelt(redis_server: EmbeddedRedis) -> None:
+    source = make_source(redis_server)  # connected to 127.0.0.1
+    for host in ("127.0.0.1", "localhost", "LOCALHOST.", "[::1]"):
+        assert source.is_local(Destination("redis", host, redis_server.port, "q", ""))
+    assert not source.is_local(Destination("redis", "127.0.0.1", redis_server.port, "q", "", 1))
+    assert not source.is_local(Destination("redis", "127.0.0.2", redis_server.port, "q", ""))
+    source.client.close()
