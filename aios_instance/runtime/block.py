@@ -141,9 +141,10 @@ class Runtime:
             self._wait_for_redis()
             self.block = construct(block_class, self.context)  # models load here
             default = destination_from_url(s.redis_url, s.default_output)
+            self.router = Router(s.block_id, (default,))
             self.pipeline = Pipeline(  # calls the block's get_muxer()
                 self.block,
-                Router(s.block_id, (default,)),
+                self.router,
                 validate_json=s.validate_json,
                 max_hops=s.max_hops,
             )
@@ -340,6 +341,7 @@ class Runtime:
         m.set_in_flight(self.worker.in_flight + self.worker.parked)
         outbox = self.worker.outbox
         m.set_outbox(outbox.parked_outputs, outbox.parked_bytes, outbox.endpoints)
+        m.set_routing_cache(self.router.cache_info().currsize)
         muxer = self.pipeline.muxer
         if muxer is not None and hasattr(muxer, "open_groups"):
             m.set_muxer_open_groups(muxer.open_groups)

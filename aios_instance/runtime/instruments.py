@@ -110,6 +110,10 @@ class RuntimeMetrics:
         self._endpoints = m.register_gauge(
             "aios_endpoints", "Endpoints with a sender thread (bound: 256)"
         )
+        self._routing_cache = m.register_gauge(
+            "aios_output_ptr_cache_entries",
+            "Parsed output_ptrs cached (bound: 4,096 of at most 4,096 characters)",
+        )
 
     # counters
     def packets_in(self, n: int = 1) -> None:
@@ -187,6 +191,10 @@ class RuntimeMetrics:
         self._parked.set(outputs)
         self._parked_bytes.set(size)
         self._endpoints.set(endpoints)
+
+    def set_routing_cache(self, n: int) -> None:
+        """Called with the number of parsed ``output_ptr``s cached."""
+        self._routing_cache.set(n)
 
     def set_muxer_open_groups(self, n: int) -> None:
         """Called with the number of incomplete muxer groups."""

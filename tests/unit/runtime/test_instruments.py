@@ -49,6 +49,9 @@ def test_runtime_histograms_and_gauges(metrics: AIOSMetrics) -> None:
     rt.set_oldest_age_s(1.5)
     rt.set_in_flight(5)
     rt.set_muxer_open_groups(2)
+    rt.set_outbox(3, 300, 2)
+    rt.set_routing_cache(7)
+    rt.job_timed_out("on_data")
     s = metrics.sample
     assert s("aios_phase_seconds_count", {"phase": "on_data"}) == 1.0
     assert s("aios_phase_seconds_bucket", {"phase": "on_data", "le": "0.0025"}) == 1.0
@@ -61,6 +64,10 @@ def test_runtime_histograms_and_gauges(metrics: AIOSMetrics) -> None:
     assert s("aios_batch_size_bucket", {"le": "1024.0"}) == 1.0
     assert (s("aios_queue_depth"), s("aios_oldest_age_seconds")) == (17.0, 1.5)
     assert (s("aios_in_flight"), s("aios_muxer_open_groups")) == (5.0, 2.0)
+    assert (s("aios_parked_outputs"), s("aios_parked_bytes"), s("aios_endpoints")) == (3, 300, 2)
+    assert s("aios_output_ptr_cache_entries") == 7.0
+    assert s("aios_job_timeouts_total", {"phase": "on_data"}) == 1.0
+    assert s("aios_job_timeouts_total", {"phase": "flush"}) == 0.0  # pre-bound
 
 
 def test_runtime_metrics_reject_unknown_label_values(metrics: AIOSMetrics) -> None:
