@@ -227,13 +227,15 @@ def decode_packet(raw: bytes) -> AIOSPacket:
     return packet
 
 
-def encode_output(source: AIOSPacket, data: str, files: Iterable[Any] | None = None) -> bytes:
+def encode_output(
+    source: AIOSPacket, data: str, files: Iterable[Any] | None = None, min_hops: int = 0
+) -> bytes:
     """Serialize an output packet: ``source``'s identity and routing with new ``data``.
 
     The hot path of every job: builds the protobuf message directly, without an
     intermediate AIOSPacket.
     """
-    hops = hops_of(source) + 1
+    hops = max(hops_of(source), min_hops) + 1  # min_hops: the input's, when source is new
     msg = source._msg
     if msg is not None and files is None and source._files is None and source._headers is None:
         sid, seq, ts, ptr = source._parsed

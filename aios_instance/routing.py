@@ -73,9 +73,11 @@ class Destination:
     @property
     def place(self) -> tuple[object, ...]:
         """What two destinations share when they are one list however their host is spelt
-        (case, a trailing dot, brackets, ``localhost``/``127.0.0.1``/``::1``)."""
-        host = self.host.lower() if self.kind == "grpc" else same_host(self.host)
-        return (self.kind, host, self.port, self.queue_name, self.db, self.password)
+        (case, a trailing dot, brackets, ``localhost``/``127.0.0.1``/``::1``). For gRPC the
+        block id is the destination (it travels as ``x-service-name``)."""
+        if self.kind == "grpc":
+            return (self.kind, self.host.lower(), self.block_id)
+        return (self.kind, same_host(self.host), self.port, self.queue_name, self.db, self.password)
 
     @property
     def address(self) -> str:

@@ -19,7 +19,7 @@ from ._urls import DEFAULT_PORT
 from .context import Context
 from .contract import check_block_class
 from .errors import BlockTestError
-from .packet import AIOSPacket, decode_packet, make_packet
+from .packet import HOPS_HEADER, AIOSPacket, decode_packet, make_packet
 from .routing import Destination, Router
 from .runtime.pipeline import Failure, Pipeline, PipelineResult
 
@@ -96,7 +96,7 @@ class BlockTester:
 
     def output_packets(self) -> list[AIOSPacket]:
         """The last run's outputs as decoded AIOSPackets (data still a JSON string)."""
-        return [decode_packet(out.payload) for out in self.last_result.outputs]
+        return [_without_hops(decode_packet(out.payload)) for out in self.last_result.outputs]
 
     @property
     def failures(self) -> tuple[Failure, ...]:
@@ -115,3 +115,10 @@ class BlockTester:
         if raise_errors and result.failures:
             raise BlockTestError(result.failures)
         return [_json.loads(decode_packet(out.payload).data) for out in result.outputs]
+
+
+def _without_hops(packet: AIOSPacket) -> AIOSPacket:
+    """An output as the block made it: without the runtime's hop count, so that a test may
+    compare it with the packet it expects."""
+    packet.headers.pop(HOPS_HEADER, None)
+    return packet

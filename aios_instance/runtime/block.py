@@ -51,6 +51,7 @@ __all__ = ["Block", "Runtime"]
 
 log = logging.getLogger(__name__)
 
+_HAND_BACK_WAIT_S = 60.0  # how long a returning worker waits for the watchdog's hand-back
 _CLOSE_GRACE_S = 2.0  # past the drain deadline, for closing the services before the watchdog acts
 
 
@@ -174,6 +175,7 @@ class Runtime:
         self.trimmer = Trimmer()  # gives memory back after a burst of large packets
         self.exit_on_give_up = False  # Block.run: the process ends when it gives up
         self.gave_up = False
+        self.handed_back = threading.Event()  # set once a give-up handed back what was held
         self._stop_deadline = 0.0  # monotonic; set by stop()
 
     def _wait_for_redis(self) -> None:
@@ -230,8 +232,9 @@ class Runtime:
                 on_serving(self)
             self.watchdog.start()
             self.worker.run()
-        except Abandoned:
-            return  # user code returned after the watchdog gave the instance up: all is done
+        except Abandoned:  # user code returned after a give-up: let the watchdog finish
+            self.handed_back.wait(_HAND_BACK_WAIT_S)  # (Block.run: it exits the process)
+            return
         except BaseException:
             # Unexpected (a bug, or user code raising SystemExit): the claimed packets are
             # handed back as one more delivery each, so a packet that crashes the process
@@ -301,18 +304,26 @@ class Runtime:
         if self.worker.gate.closed:
             return  # the watchdog gives the instance up (giveup.py): it hands back what is held
         t0 = time.monotonic()
-        if not self._crashed:  # after a crash the pipeline's state is not to be trusted
-            left_s = self._stop_deadline - t0 if self._stop_deadline else None
-            self.worker.shutdown(self.settings.drain_timeout_s if left_s is None else left_s)
-        self._close_services()
+        try:
+            self._drain(t0)
+        except Abandoned:  # past the stop's deadline: the watchdog took over (giveup.py)
+            self.handed_back.wait(_HAND_BACK_WAIT_S)
+            return
         self.watchdog.stop()
-        self.source.close(count_attempts=self._crashed)
         self.sinks.close()
         self.context.events.close()
         self.context.side_cars.close()
         self.redis.close()
         state.set_default_redis(None)
         log.info("stopped in %.2fs", time.monotonic() - t0)
+
+    def _drain(self, t0: float) -> None:
+        if not self._crashed:  # after a crash the pipeline's state is not to be trusted
+            left_s = self._stop_deadline - t0 if self._stop_deadline else None
+            self.worker.shutdown(self.settings.drain_timeout_s if left_s is None else left_s)
+        self._close_services()
+        with self.worker.gate:  # a watchdog past the deadline waits for it, or takes over
+            self.source.close(count_attempts=self._crashed)
 
     def _close_services(self) -> None:
         services, self._services = self._services, []

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 from typing import Protocol
 
 from ..errors import TransportError
@@ -48,6 +49,7 @@ class Stoppable(Protocol):
     live_problem: str
     gave_up: bool
     exit_on_give_up: bool
+    handed_back: threading.Event
 
 
 def give_up(rt: Stoppable, stuck: Stuck) -> bool:
@@ -66,13 +68,18 @@ def give_up(rt: Stoppable, stuck: Stuck) -> bool:
     log.error("%s; handing back the packets held and %s", why, exits)
     if stuck.timed_out:
         rt.runtime_metrics.job_timed_out(stuck.phase)
-    if fence == "fenced":
-        _hand_back(rt, stuck, why)
-    else:  # the worker's Redis call hangs too: the lease hands its packets back
-        log.error("the worker's Redis call did not end within %gs either", _FENCE_TIMEOUT_S)
-    rt.gave_up = True
-    if rt.exit_on_give_up:
-        _exit(EXIT_JOB_TIMEOUT if stuck.timed_out else 0)
+    try:
+        if fence == "fenced":
+            _hand_back(rt, stuck, why)
+        else:  # the worker's Redis call hangs too: the lease hands its packets back
+            log.error("the worker's Redis call did not end within %gs either", _FENCE_TIMEOUT_S)
+    except Exception:  # whatever went wrong, the instance still ends (the lease hands back)
+        log.exception("handing back failed")
+    finally:
+        rt.gave_up = True
+        if rt.exit_on_give_up:
+            _exit(EXIT_JOB_TIMEOUT if stuck.timed_out else 0)
+        rt.handed_back.set()  # an embedded runtime's serve() waits for this
     return True
 
 
@@ -101,6 +108,10 @@ def _hand_back(rt: Stoppable, stuck: Stuck, why: str) -> None:
             source.release(raws)  # back first, in its place
     except TransportError as exc:  # the lease hands it back (a timed-out one counted again)
         log.error("could not settle the stuck packet: %s", exc)
+    try:  # dead letters of rejected pushes, and acknowledgements, waiting to be committed
+        rt.worker.outbox.resend(source.commit)
+    except TransportError as exc:
+        log.error("could not send the commits the input Redis had refused: %s", exc)
     source.close()
     rt.worker.outbox.close()
     rt.sinks.close()

@@ -98,6 +98,9 @@ class Outbox:
         self.parked_outputs = 0
         self.parked_bytes = 0
         self.answering_outputs = 0  # parked for endpoints that have not failed (slow ones)
+        self.answering_bytes = 0
+        self._parked_keys: set[str] = set()  # endpoints with parked outputs (new ones queue)
+        self._starved: set[str] = set()  # endpoints no sender could be had for, this round
         self._round = 0  # calls of _push: a push started in an earlier one carries parked work
         self.next_retry_at = math.inf  # monotonic time parked work needs attention
 
@@ -114,7 +117,7 @@ class Outbox:
     @property
     def backpressure(self) -> bool:
         """Whether claiming should pause: too much waits for endpoints that do answer."""
-        return self.answering_outputs > MAX_PARKED
+        return self.answering_outputs > MAX_PARKED or self.answering_bytes > MAX_PARKED_BYTES
 
     @property
     def endpoints(self) -> int:
@@ -179,6 +182,7 @@ class Outbox:
         not failed. Pushed destinations leave ``pending``; rejected or unusable ones become
         records."""
         self._round += 1
+        self._starved = set()
         records = self._land(now)  # a finished push frees its endpoint for the next one
         batches: dict[str, tuple[Any, dict[Destination, list[bytes]]]] = {}
         plan: dict[Destination, list[bytes] | str | None] = {}  # resolved once per destination
@@ -190,7 +194,7 @@ class Outbox:
             for dest, payloads in delivery.pending.items():
                 target = plan.get(dest, _UNSEEN)
                 if target is _UNSEEN:
-                    target = plan[dest] = self._target(dest, now, batches)
+                    target = plan[dest] = self._target(dest, now, batches, fresh)
                 if type(target) is list:
                     target.extend(payloads)
                 elif target is not None:
@@ -212,11 +216,14 @@ class Outbox:
         dest: Destination,
         now: float,
         batches: dict[str, tuple[Any, dict[Destination, list[bytes]]]],
+        fresh: bool,
     ) -> list[bytes] | str | None:
         """Where ``dest``'s outputs go in this round: the list of its endpoint's batch; None
         when the endpoint is busy with a push or backing off (they wait); the reason when no
         client can be made for the address (retrying cannot help)."""
         key = _endpoint(dest)
+        if fresh and key in self._parked_keys:
+            return None  # older outputs for it are parked: these go after them, in order
         if key in self._flights:
             return None  # one push at a time per endpoint: its order is kept
         down = self._down.get(key)
@@ -267,7 +274,8 @@ class Outbox:
         for key, (sink, batch) in batches.items():
             sender = self._senders.get(key, self._flights.__contains__)
             if sender is None:
-                continue  # every sender is busy: the outputs wait for the next round
+                self._starved.add(key)  # every sender is busy: the outputs wait a little
+                continue
             future = sender.submit(functools.partial(sink.push, batch))
             self._flights[key] = _Flight(future, batch, members, now, self._round)
             if key not in self._down:  # an endpoint that failed is not waited for
@@ -341,9 +349,10 @@ class Outbox:
         self._count(self._parked, now, add=False)
 
     def _count(self, deliveries: Sequence[Delivery], now: float, *, add: bool) -> None:
-        """Count ``deliveries`` in (``add``) or as all there is, and bring the next retry or
-        expiry forward to what they need."""
-        due, count, size, answering = self.next_retry_at, 0, 0, 0
+        """Count ``deliveries`` in (``add``) or as all there is, note their endpoints, and
+        bring the next retry or expiry forward to what they need."""
+        due, count, size, answering, answering_size = self.next_retry_at, 0, 0, 0, 0
+        keys = self._parked_keys if add else set()
         for delivery in deliveries:
             if not delivery.pending:
                 due = 0.0  # finished meanwhile: to acknowledge
@@ -351,21 +360,24 @@ class Outbox:
             due = min(due, delivery.first_failure + self.delivery_timeout_s)
             for dest, payloads in delivery.pending.items():
                 key = _endpoint(dest)
-                count += len(payloads)
-                size += sum(map(len, payloads))
-                if key in self._flights:
-                    due = min(due, now + _POLL_S)
+                keys.add(key)
+                n, nbytes = len(payloads), sum(map(len, payloads))
+                count, size = count + n, size + nbytes
+                if key in self._flights or key in self._starved:
+                    due = min(due, now + _POLL_S)  # look again soon; never a busy loop
                 else:
                     down = self._down.get(key)
                     due = min(due, down.retry_at if down is not None else 0.0)
                 if key not in self._down:
-                    answering += len(payloads)
-        self.next_retry_at = due
+                    answering, answering_size = answering + n, answering_size + nbytes
+        self.next_retry_at, self._parked_keys = due, keys
         if add:
             count += self.parked_outputs
             size += self.parked_bytes
             answering += self.answering_outputs
-        self.parked_outputs, self.parked_bytes, self.answering_outputs = count, size, answering
+            answering_size += self.answering_bytes
+        self.parked_outputs, self.parked_bytes = count, size
+        self.answering_outputs, self.answering_bytes = answering, answering_size
 
 
 _UNSEEN: Any = object()

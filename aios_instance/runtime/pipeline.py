@@ -260,7 +260,7 @@ class Pipeline:
                 packet = job.entry.packet
                 if type(packet) is not AIOSPacket:
                     packet = job.source
-                encode_route(packet, verdict, job.raws, acc)
+                encode_route(packet, verdict, job.raws, acc, None, job.source)
             else:
                 settle(job, verdict, acc)
         acc.phase_s["on_data"] = t1 - t0
@@ -309,7 +309,7 @@ class Pipeline:
         else:
             results = (verdict,) if isinstance(verdict, OnDataResult) else verdict
             for result in results:
-                self._encode_route(packet, result, job.raws, acc, failed_raws)
+                self._encode_route(packet, result, job.raws, acc, failed_raws, job.source)
 
     def _encode_route(
         self,
@@ -318,10 +318,14 @@ class Pipeline:
         raws: tuple[bytes, ...],
         acc: Accumulator,
         failed_raws: tuple[bytes, ...] | None = None,
+        origin: AIOSPacket | None = None,
     ) -> None:
-        """Serialize one output and find its destinations; ``raws`` are its sources."""
+        """Serialize one output and find its destinations; ``raws`` are its sources. An
+        output counts at least one hop more than the packet it came from (``origin``), even
+        when the block built a new packet for it."""
         try:
-            payload = encode_output(packet, _json.dumps(result.output), result.files)
+            floor = hops_of(origin) if origin is not None and origin is not packet else 0
+            payload = encode_output(packet, _json.dumps(result.output), result.files, floor)
         except Exception as exc:
             reason = f"output cannot be encoded: {exc}"
             failed = raws if failed_raws is None else failed_raws

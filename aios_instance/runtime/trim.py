@@ -23,6 +23,8 @@ __all__ = ["Trimmer", "rss_mb"]
 
 log = logging.getLogger(__name__)
 
+_MAX_EVERY_S = 300.0
+
 
 def rss_mb() -> float:
     """This process's resident size (from /proc; 0.0 where there is none)."""
@@ -63,7 +65,7 @@ class Trimmer:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.grow_mb = grow_mb
-        self.every_s = every_s
+        self.every_s = self._every_s = every_s
         self._rss = rss
         self._clock = clock
         self._trim = _malloc_trim()
@@ -81,12 +83,16 @@ class Trimmer:
         now, before = self._clock(), self._rss()
         above_floor = before >= self._floor + self.grow_mb
         grew = before >= self._last_rss + self.grow_mb
-        if not (grew or (above_floor and now - self._last_at >= self.every_s)):
+        if not (grew or (above_floor and now - self._last_at >= self._every_s)):
             self._floor = min(self._floor, before)
             return False
         self._trim(0)
         self._last_rss, self._last_at = self._rss(), now
         self._floor = min(self._floor, self._last_rss)
+        # Memory the block keeps (a cache, a larger model) cannot be given back: trimming for
+        # it again and again would only take the allocator's locks. Back off, up to 5 min.
+        helped = before - self._last_rss >= self.grow_mb / 2
+        self._every_s = self.every_s if helped else min(self._every_s * 2, _MAX_EVERY_S)
         self.trims += 1
         log.debug("returned memory to the system: %.0f MB -> %.0f MB", before, self._last_rss)
         return True

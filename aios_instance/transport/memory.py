@@ -76,9 +76,10 @@ class MemorySource:
             for dest, payloads in commit.pushes.items():
                 self.lists[dest.queue_name].extend(payloads)
             self.dead.extend(commit.records)
-            aside = set(commit.set_aside)
+            aside = Counter(commit.set_aside)
             for raw in commit.acks:
-                if raw in aside:
+                if aside[raw] > 0:
+                    aside[raw] -= 1
                     continue  # kept claimed here (no positional acknowledgement to spare)
                 if raw in self.processing:  # like LREM: acknowledging twice is harmless
                     self.processing.remove(raw)

@@ -200,3 +200,51 @@ def test_parked_bytes_are_counted() -> None:
     outbox, _ = _outbox(sinks)
     outbox.send([Delivery((b"p",), {A: [b"x" * 1000, b"y" * 24]})], now=0.0)
     assert (outbox.parked_outputs, outbox.parked_bytes) == (2, 1024)
+
+
+def test_new_outputs_for_an_endpoint_go_after_its_parked_ones() -> None:
+    sinks = {"a:1": MemorySink()}
+    sinks["a:1"].fail = True
+    outbox, _ = _outbox(sinks, timeout_s=30.0)
+    assert outbox.send([_delivery(b"p1")], now=0.0)[0] == [b"p1"]
+    sinks["a:1"].fail = False  # back, and its backoff is over by the next send
+    held, _ = outbox.send([_delivery(b"p2")], now=0.1)
+    assert held == [b"p2"]  # not pushed ahead of p1
+    assert outbox.retry(0.1) == ([], [])  # both pushed, in order, in one round
+    assert outbox.wait(5)
+    assert outbox.retry(0.11)[0] == [b"p1", b"p2"]
+    assert sinks["a:1"].lists["next_inputs"] == [b"p1-out", b"p2-out"]
+
+
+def test_with_every_sender_busy_the_loop_waits_a_little_instead_of_spinning() -> None:
+    tarpit, other = Tarpit(), MemorySink()
+    outbox, _ = _outbox({"a:1": tarpit, "b:1": other}, timeout_s=30.0)
+    outbox.push_wait_s = 0.0
+    outbox._senders.max_endpoints = 1  # a:1's push holds the only sender
+    try:
+        outbox.send([_delivery(b"p0")], now=0.0)
+        held, _ = outbox.send([_delivery(b"p1", B)], now=0.0)
+        assert held == [b"p1"]
+        for now in (0.0, 0.05, 0.1):
+            outbox.retry(now)
+            assert outbox.next_retry_at > now  # looked at again soon, not on every loop
+    finally:
+        tarpit.go.set()
+        outbox.close()
+
+
+def test_outputs_waiting_for_a_silent_endpoint_are_bounded_by_bytes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(outbox_module, "MAX_PARKED_BYTES", 10_000)
+    tarpit = Tarpit()
+    outbox, _ = _outbox({"a:1": tarpit}, timeout_s=30.0)
+    outbox.push_wait_s = 0.0
+    try:
+        for i in range(3):
+            big = Delivery((b"p%d" % i,), {A: [b"x" * 4_000]})
+            outbox.send([big], now=0.0)
+        assert outbox.parked_bytes == 12_000 and outbox.backpressure  # claiming pauses
+    finally:
+        tarpit.go.set()
+        outbox.close()

@@ -693,3 +693,17 @@ def test_max_hops_0_is_no_limit() -> None:
     pipeline = Pipeline(Echo(), Router("me", (DEFAULT,)), max_hops=0)
     result = pipeline.process_batch([_hopped("100000")])
     assert len(result.outputs) == 1 and not result.failures
+
+
+class Rebuilds(Echo):
+    """Builds a new packet for each entry (it carries no headers)."""
+
+    def on_preprocess(self, packet: AIOSPacket) -> Any:
+        fresh = AIOSPacket(session_id=packet.session_id, data=packet.data)
+        return True, [PreProcessResult(packet=fresh, extra_data={"input": {}})]
+
+
+def test_an_output_counts_one_hop_more_than_its_input_whatever_packet_the_block_builds() -> None:
+    pipeline = Pipeline(Rebuilds(), Router("me", (DEFAULT,)), max_hops=10)
+    result = pipeline.process_batch([_hopped("4")])
+    assert decode_packet(result.outputs[0].payload).headers["aios-hops"] == "5"

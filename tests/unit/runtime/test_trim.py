@@ -37,3 +37,16 @@ def test_without_malloc_trim_it_does_nothing() -> None:
     trimmer = Trimmer(rss=lambda: 500.0)
     trimmer._trim = None
     assert not trimmer.maybe_trim()
+
+
+def test_memory_the_block_keeps_is_trimmed_ever_less_often() -> None:
+    rss, clock, calls = [200.0], FakeClock(0.0), []
+    trimmer = Trimmer(grow_mb=32, every_s=5, rss=lambda: rss[0], clock=clock)
+    trimmer._floor = 50.0  # the block then kept 150 MB: nothing to give back
+    trimmer._trim = calls.append
+    at = []
+    for second in range(60):
+        if trimmer.maybe_trim():
+            at.append(second)
+        clock.advance(1)
+    assert at == [0, 10, 30]  # 10 s, then 20 s apart: backing off
