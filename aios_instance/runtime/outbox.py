@@ -101,6 +101,7 @@ class Outbox:
         self.answering_bytes = 0
         self._parked_keys: set[str] = set()  # endpoints with parked outputs (new ones queue)
         self._starved: set[str] = set()  # endpoints no sender could be had for, this round
+        self._due_at = math.inf  # when parked work is due (a retry, an expiry); polls aside
         self._round = 0  # calls of _push: a push started in an earlier one carries parked work
         self.next_retry_at = math.inf  # monotonic time parked work needs attention
 
@@ -139,7 +140,12 @@ class Outbox:
         """Land finished pushes, retry the parked deliveries whose endpoint is due,
         dead-letter those past the delivery timeout. Returns the inputs now finished (to
         acknowledge) and records."""
-        if not self._parked or (now < self.next_retry_at and not self._landed()):
+        if not self._parked:
+            return [], []
+        if now < self._due_at and not self._landed():
+            # Nothing due, no push finished: a cheap look, not a pass over everything parked.
+            if self.next_retry_at <= now:
+                self.next_retry_at = min(self._due_at, now + _POLL_S)
             return [], []
         parked, self._parked = self._parked, []
         expiry = now - self.delivery_timeout_s
@@ -297,7 +303,8 @@ class Outbox:
                 continue
             rejected = flight.future.result()
             if flight.round != self._round:
-                self.next_retry_at = 0.0  # it finished parked deliveries: retry() acks them
+                # It finished parked deliveries: retry() acknowledges them.
+                self.next_retry_at = self._due_at = 0.0
             if self._down.pop(key, None) is not None:
                 self._hooks.delivery_recovered(key)
             for delivery in flight.members:
@@ -311,6 +318,9 @@ class Outbox:
         down = self._down.setdefault(key, _Endpoint())
         down.backoff_s = min(down.backoff_s * 2, _BACKOFF_MAX_S)
         down.retry_at = flight.started + down.backoff_s
+        # Its parked outputs are due again then (they were only polled while it was pushing).
+        self._due_at = min(self._due_at, down.retry_at)
+        self.next_retry_at = min(self.next_retry_at, down.retry_at)
         down.error = str(error)
         exc = error if isinstance(error, Exception) else TransportError(str(error))
         self._hooks.delivery_failed(key, exc, sum(len(p) for p in flight.batch.values()))
@@ -345,13 +355,14 @@ class Outbox:
 
     def _refresh(self, now: float) -> None:
         """Recount parked outputs and bytes, and when the next retry or expiry is due."""
-        self.next_retry_at = 0.0 if self._commits else math.inf
+        self.next_retry_at = self._due_at = 0.0 if self._commits else math.inf
         self._count(self._parked, now, add=False)
 
     def _count(self, deliveries: Sequence[Delivery], now: float, *, add: bool) -> None:
         """Count ``deliveries`` in (``add``) or as all there is, note their endpoints, and
         bring the next retry or expiry forward to what they need."""
-        due, count, size, answering, answering_size = self.next_retry_at, 0, 0, 0, 0
+        due, count, size, answering, answering_size = self._due_at, 0, 0, 0, 0
+        poll = False
         keys = self._parked_keys if add else set()
         for delivery in deliveries:
             if not delivery.pending:
@@ -364,13 +375,14 @@ class Outbox:
                 n, nbytes = len(payloads), sum(map(len, payloads))
                 count, size = count + n, size + nbytes
                 if key in self._flights or key in self._starved:
-                    due = min(due, now + _POLL_S)  # look again soon; never a busy loop
+                    poll = True  # look again soon whether it finished; never a busy loop
                 else:
                     down = self._down.get(key)
                     due = min(due, down.retry_at if down is not None else 0.0)
                 if key not in self._down:
                     answering, answering_size = answering + n, answering_size + nbytes
-        self.next_retry_at, self._parked_keys = due, keys
+        self._due_at, self._parked_keys = due, keys
+        self.next_retry_at = min(due, now + _POLL_S) if poll else due
         if add:
             count += self.parked_outputs
             size += self.parked_bytes

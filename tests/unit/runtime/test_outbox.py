@@ -248,3 +248,18 @@ def test_outputs_waiting_for_a_silent_endpoint_are_bounded_by_bytes(
     finally:
         tarpit.go.set()
         outbox.close()
+
+
+def test_a_retry_that_fails_while_another_send_runs_is_retried_when_due() -> None:
+    sinks = {"a:1": MemorySink(), "b:1": MemorySink()}
+    sinks["a:1"].fail = True
+    outbox, _ = _outbox(sinks, timeout_s=30.0)
+    outbox.send([_delivery(b"p0")], now=0.0)  # failed: retry at 0.05
+    outbox.retry(0.05)  # the retry's push starts, not waited for
+    assert outbox.wait(5)
+    outbox.send([_delivery(b"p1", B)], now=0.06)  # sees the retry fail: next at 0.15
+    assert outbox.next_retry_at <= 0.15
+    sinks["a:1"].fail = False
+    outbox.retry(0.2)
+    assert outbox.wait(5)
+    assert outbox.retry(0.21)[0] == [b"p0"]
