@@ -108,7 +108,7 @@ class RuntimeMetrics:
             "aios_parked_bytes", "Bytes of outputs waiting for an endpoint (MAX_PARKED_BYTES)"
         )
         self._endpoints = m.register_gauge(
-            "aios_endpoints", "Endpoints with a sender thread (bound: 256)"
+            "aios_endpoints", "Endpoints with a sender thread (bound: 64)"
         )
         self._routing_cache = m.register_gauge(
             "aios_output_ptr_cache_entries",

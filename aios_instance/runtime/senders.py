@@ -84,7 +84,7 @@ class Sender:
 class Senders:
     """One ``Sender`` per endpoint, at most ``max_endpoints`` (idle ones make room)."""
 
-    def __init__(self, max_endpoints: int = 256, idle_s: float = 5.0) -> None:
+    def __init__(self, max_endpoints: int = 64, idle_s: float = 2.0) -> None:
         self.max_endpoints = max_endpoints
         self.idle_s = idle_s
         self._senders: dict[str, Sender] = {}
