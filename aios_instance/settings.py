@@ -12,113 +12,33 @@ silently fall back to a default). Empty values count as unset.
 
 from __future__ import annotations
 
-import math
 import os
-import re
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, TypeVar, overload
 
-from . import _json, keys
-from ._urls import DEFAULT_PORT, SCHEMES, as_redis_url, redact, redis_url
+from . import keys
+from ._parse import (
+    _PORT,
+    _block_id,
+    _bool,
+    _control_auth,
+    _float_nonneg,
+    _float_pos,
+    _int,
+    _json_object,
+    _log_level,
+    _redis_address,
+    _redis_url,
+    _str,
+)
+from ._urls import DEFAULT_PORT, redact, redis_url
 from .errors import ConfigError
 
 __all__ = ["VARIABLES", "Settings", "Variable"]
 
 T = TypeVar("T")
-
-
-def _int(low: int, high: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        value = int(text)
-        if not low <= value <= high:
-            raise ValueError(f"must be between {low} and {high}")
-        return value
-
-    return parse
-
-
-def _float_nonneg(text: str) -> float:
-    value = float(text)
-    if not (value >= 0 and math.isfinite(value)):
-        raise ValueError("must be a finite number >= 0")
-    return value
-
-
-def _float_pos(text: str) -> float:
-    value = float(text)
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError("must be a finite number > 0")
-    return value
-
-
-def _redis_url(text: str) -> str:
-    if not text.startswith(tuple(f"{scheme}://" for scheme in SCHEMES)):
-        raise ValueError("must be a URL starting with redis://, rediss:// or unix://")
-    try:
-        as_redis_url(text)  # the port, for one
-    except ConfigError as exc:
-        raise ValueError(exc.message) from None
-    return text
-
-
-def _redis_address(text: str) -> str:
-    """host, host:port or a Redis URL (checked now, so a typo fails at start)."""
-    try:
-        as_redis_url(text)
-    except ConfigError as exc:
-        raise ValueError(exc.message) from None
-    return text
-
-
-def _bool(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError("must be true/false")
-
-
-def _json_object(text: str) -> dict[str, Any]:
-    value = _json.loads(text)
-    if not isinstance(value, dict):
-        raise ValueError("must be a JSON object")
-    return value
-
-
-_BLOCK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}")
-
-
-def _block_id(text: str) -> str:
-    """A block id is part of key and file names: a safe character set, no ``..``."""
-    if not _BLOCK_ID.fullmatch(text) or ".." in text:
-        raise ValueError(
-            "use 1-200 letters, digits, '_', '.', ':' or '-', starting with a letter or digit"
-        )
-    return text
-
-
-def _str(text: str) -> str:
-    return text
-
-
-def _control_auth(text: str) -> str:
-    mode = text.strip().lower()
-    if mode not in ("auto", "none"):
-        raise ValueError("must be auto or none")
-    return mode
-
-
-def _log_level(text: str) -> str:
-    level = text.strip().upper()
-    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-        raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
-    return level
-
-
-_PORT = _int(0, 65535)  # 0: the service is disabled
 
 
 @dataclass(frozen=True)
@@ -293,6 +213,44 @@ class Settings:
         "AIOS_CONTROL_MAX_CONNECTIONS",
         128,
         "Open connections the control API accepts; more are closed at once.",
+        _int(1, 100_000),
+    )
+    ws_port: int = setting(
+        "AIOS_WS_PORT",
+        18002,
+        "WebSocket streaming port (0: off); binds `AIOS_CONTROL_BIND`.",
+        _PORT,
+    )
+    grpc_port: int = setting(
+        "AIOS_GRPC_PORT",
+        0,
+        "gRPC `InferenceProxy` ingest port (0: off); binds `AIOS_CONTROL_BIND`.",
+        _PORT,
+    )
+    ingest_auth: str = setting(
+        "AIOS_INGEST_AUTH",
+        "auto",
+        "`auto`: `POST /infer`, WebSocket and gRPC ingest need the token when "
+        "`AIOS_CONTROL_TOKEN` is set, else answer loopback callers only; `none`: anyone "
+        "(the token still guards `/setParameters` and `/mgmt`).",
+        _control_auth,
+    )
+    infer_timeout_s: float = setting(
+        "AIOS_INFER_TIMEOUT_S",
+        30.0,
+        "`POST /infer` (and a WebSocket message) not answered in this time: 504 (`timeout`).",
+        _float_pos,
+    )
+    infer_max_concurrency: int = setting(
+        "AIOS_INFER_MAX_CONCURRENCY",
+        64,
+        "`POST /infer` requests and WebSocket messages running or waiting; more: 429.",
+        _int(1, 100_000),
+    )
+    ws_max_connections: int = setting(
+        "AIOS_WS_MAX_CONNECTIONS",
+        256,
+        "Open WebSocket connections; more are refused (503).",
         _int(1, 100_000),
     )
     session_ttl_s: float = setting(

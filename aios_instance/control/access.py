@@ -36,7 +36,7 @@ _PROXY_PREFIXES = ("x-forwarded-", "x-envoy-")  # Envoy (Istio's sidecar) sets x
 
 _WHAT_TO_DO = (
     "set AIOS_CONTROL_TOKEN and send 'Authorization: Bearer <token>', bind the API to "
-    "loopback (AIOS_CONTROL_BIND=127.0.0.1), or turn the check off with AIOS_CONTROL_AUTH=none"
+    "loopback (AIOS_CONTROL_BIND=127.0.0.1), or turn the check off with {switch}=none"
 )
 
 
@@ -79,6 +79,8 @@ class AccessPolicy:
 
     mode: Mode
     token: str | None = field(default=None, repr=False)
+    guards: str = "POST /setParameters and /mgmt"  # for the refusal's message
+    switch: str = "AIOS_CONTROL_AUTH"  # the setting that turns the check off
 
     @classmethod
     def from_settings(cls, settings: Any) -> AccessPolicy:
@@ -86,6 +88,17 @@ class AccessPolicy:
         if settings.control_token:
             return cls("token", settings.control_token)
         return cls("open" if settings.control_auth == "none" else "loopback")
+
+    @classmethod
+    def for_ingest(cls, settings: Any) -> AccessPolicy:
+        """Who may send jobs (``POST /infer``, WebSocket, gRPC): ``ingest_auth=none`` opens
+        the ingest alone (a token still guards the mutations), else the same rule."""
+        guards = "the ingest (POST /infer, WebSocket, gRPC)"
+        if settings.ingest_auth == "none":
+            return cls("open", None, guards, "AIOS_INGEST_AUTH")
+        if settings.control_token:
+            return cls("token", settings.control_token, guards, "AIOS_INGEST_AUTH")
+        return cls("loopback", None, guards, "AIOS_INGEST_AUTH")
 
     def describe(self) -> str:
         """One phrase for the start-up log line."""
@@ -105,9 +118,10 @@ class AccessPolicy:
             return Refusal(
                 403,
                 "not_loopback",
-                f"without AIOS_CONTROL_TOKEN, POST /setParameters and /mgmt answer callers on "
+                f"without AIOS_CONTROL_TOKEN, {self.guards} answers callers on "
                 f"this host only (this one is {peer or 'unknown'}"
-                f"{', through a proxy' if is_loopback(peer) else ''}): {_WHAT_TO_DO}",
+                f"{', through a proxy' if is_loopback(peer) else ''}): "
+                + _WHAT_TO_DO.format(switch=self.switch),
             )
         return None
 

@@ -26,6 +26,10 @@ FORBIDDEN = [
     ("aios_instance.transport", "aios_instance.control"),
     ("aios_instance.runtime", "aios_instance.cli"),
     ("aios_instance.control", "aios_instance.cli"),
+    ("aios_instance.ingest", "aios_instance.runtime"),
+    ("aios_instance.ingest", "aios_instance.cli"),
+    ("aios_instance.control", "aios_instance.ingest"),
+    ("aios_instance.transport", "aios_instance.ingest"),
 ]
 
 
