@@ -107,6 +107,7 @@ def output_ptr(blocks: list[DevBlock], redis_url: str) -> dict[str, Any]:
 def _env(block: DevBlock, redis_url: str | None, state: Path) -> dict[str, str]:
     env = dict(os.environ, BLOCK_ID=block.id, MGMT_PORT=str(free_port()))
     env["METRICS_PORT"] = str(free_port())
+    env["AIOS_WS_PORT"] = str(free_port())
     if redis_url:
         env["AIOS_REDIS_URL"] = redis_url
     if block.data:

@@ -111,11 +111,12 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _free_ports(settings: Settings, *, defaults_free: bool = True) -> Settings:
-    """Dev mode: a default control or metrics port that is taken becomes a free one. Only the
-    run that started the folder's Redis tries the defaults (``defaults_free``); the others
-    take free ports at once, so two runs started together never race for 18001/18000."""
+    """Dev mode: a default control, metrics or WebSocket port that is taken becomes a free
+    one. Only the run that started the folder's Redis tries the defaults (``defaults_free``);
+    the others take free ports at once, so two runs started together never race for them."""
     changes: dict[str, int] = {}
-    for env, name in (("MGMT_PORT", "mgmt_port"), ("METRICS_PORT", "metrics_port")):
+    ports = (("MGMT_PORT", "mgmt_port"), ("METRICS_PORT", "metrics_port"))
+    for env, name in (*ports, ("AIOS_WS_PORT", "ws_port")):
         port = getattr(settings, name)
         if not port or env in settings.configured:
             continue

@@ -7,6 +7,7 @@ anywhere. The runtime builds it from settings and block data; tests use ``TestCo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from .events import BlockEvents
@@ -65,6 +66,20 @@ class Context:
         self.sessions = sessions if sessions is not None else SessionsManager()
         self.events = events if events is not None else BlockEvents(block_id=block_id)
         self.side_cars = side_cars if side_cars is not None else BlockSideCars(block_id, {})
+        self._ws_writer: Callable[[str, Any], bool] | None = None
+
+    def write_ws(self, session_id: str, message: Any) -> bool:
+        """Send ``message`` (a JSON value, by convention ``{"delta": "..."}`` and at the end
+        ``{"delta": "[END_OF_STREAM]"}``) to the clients streaming ``session_id``: its
+        WebSocket connections and a ``POST /infer?stream=true`` request for it. Never blocks:
+        True when at least one client's send queue took it, False when no client streams
+        this session here (or every one's queue was full; see docs/ingest.md)."""
+        writer = self._ws_writer
+        return writer(session_id, message) if writer is not None else False
+
+    def attach_streams(self, writer: Callable[[str, Any], bool] | None) -> None:
+        """Called by the runtime: where ``write_ws`` sends (None: nowhere)."""
+        self._ws_writer = writer
 
     def __repr__(self) -> str:
         return (

@@ -6,7 +6,8 @@ defaults for the rest (see ``defaults`` below). The Protocols are for type check
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .errors import ConfigError
@@ -20,6 +21,7 @@ __all__ = [
     "BlockProtocol",
     "OnDataReturn",
     "PreprocessReturn",
+    "accepts_is_ws",
     "check_block_class",
 ]
 
@@ -80,3 +82,12 @@ def check_block_class(block_class: type[Any]) -> None:
         f"{name} is not a block: it defines no {' and no '.join(missing)}. A block class "
         f"needs {needs} (see docs/pipeline.md)"
     )
+
+
+def accepts_is_ws(fn: Callable[..., Any]) -> bool:
+    """Whether ``on_data`` takes the older ``is_ws`` argument (inspected once, at start)."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return "is_ws" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())

@@ -39,6 +39,13 @@ class TestContext(Context):
         kwargs.setdefault("block_id", TEST_BLOCK_ID)
         kwargs.setdefault("instance_id", "test-instance")
         super().__init__(**kwargs)
+        #: What the block sent with ``write_ws``: ``(session_id, message)`` in order.
+        self.ws_messages: list[tuple[str, Any]] = []
+        self.attach_streams(self._record_ws)
+
+    def _record_ws(self, session_id: str, message: Any) -> bool:
+        self.ws_messages.append((session_id, message))
+        return True
 
 
 class BlockTester:

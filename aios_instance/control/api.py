@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, TypeVar
 
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -33,7 +33,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from .. import _json
 from .._connections import ConnectionBounds, Connections
@@ -256,14 +256,15 @@ def build_app(target: ControlTarget) -> Starlette:
     return _app(_Handlers(target))
 
 
-def _app(h: _Handlers) -> Starlette:
-    routes = [
+def _app(h: _Handlers, extra: Sequence[BaseRoute] = ()) -> Starlette:
+    routes: list[BaseRoute] = [
         Route("/health", h.health, methods=["GET"]),
         Route("/live", h.live, methods=["GET"]),
         Route("/ready", h.ready, methods=["GET"]),
         Route("/metrics", h.metrics, methods=["GET"]),
         Route("/setParameters", h.set_parameters, methods=["POST"]),
         Route("/mgmt", h.mgmt, methods=["POST"]),
+        *extra,
     ]
     handlers = {ClientError: _client_error, HTTPException: _client_error, Exception: _server_error}
     return Starlette(routes=routes, exception_handlers=handlers)
@@ -276,8 +277,9 @@ class Started(NamedTuple):
     closers: list[Callable[[], None]]  # to call in reverse order at shutdown
 
 
-def start_api(target: ControlTarget) -> Started:
-    """Serve the HTTP API (unless MGMT_PORT=0); the bound port and the closers.
+def start_api(target: ControlTarget, routes: Sequence[BaseRoute] = ()) -> Started:
+    """Serve the HTTP API (unless MGMT_PORT=0), with ``routes`` mounted beside its own (the
+    ingest's ``/infer``); the bound port and the closers.
 
     Safe before the block is constructed: until then ``/live`` is 200 and ``/ready``,
     ``/health``, ``/setParameters`` and ``/mgmt`` are 503 ``"starting: ..."``.
@@ -289,7 +291,9 @@ def start_api(target: ControlTarget) -> Started:
     bounds = ConnectionBounds.from_settings(s)
     connections = Connections(bounds.max_connections, target.metrics, "api")
     try:
-        server = ControlServer(_app(handlers), s.control_bind, s.mgmt_port, bounds, connections)
+        server = ControlServer(
+            _app(handlers, routes), s.control_bind, s.mgmt_port, bounds, connections
+        )
         server.start()
     except BaseException:
         handlers.close()

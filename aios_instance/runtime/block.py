@@ -28,7 +28,6 @@ from ..control.exporter import MetricsExporter
 from ..errors import ConfigError, TransportError
 from ..events import BlockEvents
 from ..metrics import AIOSMetrics, MetricsServer
-from ..packet import decode_packet
 from ..routing import Router, destination_from_url
 from ..sessions import SessionsManager
 from ..settings import Settings
@@ -37,11 +36,19 @@ from ..transport.pool import SinkPool
 from ..transport.redis import RedisSource, connect
 from .giveup import give_up
 from .hooks import Hooks, MetricsHooks
+from .ingress import Ingress
 from .instruments import RuntimeMetrics
 from .lease import LeaseKeeper
 from .loghooks import LoggingHooks
 from .pipeline import Pipeline
-from .startup import allocation_of, construct, export_gpus, unreachable, wait_for_redis
+from .startup import (
+    age_s,
+    allocation_of,
+    construct,
+    export_gpus,
+    unreachable,
+    wait_for_redis,
+)
 from .target import RuntimeTarget
 from .trim import Trimmer
 from .watchdog import Abandoned, Stuck, Watchdog
@@ -131,7 +138,9 @@ class Runtime:
         self.redis = connect(s.redis_url, socket_timeout_s=s.idle_wait_s + 5.0)
         self.metrics = AIOSMetrics(block_id=s.block_id, instance_id=s.instance_id)
         self.runtime_metrics = RuntimeMetrics(self.metrics, map(str, self.block_data.sidecars))
+        self.ingress = Ingress(s, self.metrics)  # POST /infer answers 503 until it serves
         self.context = self._make_context()
+        self.context.attach_streams(self.ingress.hub.write)
         export_gpus(allocation_of(s, self.block_data))
         state.set_default_redis(self.redis)
         self.block: Any = None  # until the constructor returns, the control API says "starting"
@@ -289,13 +298,15 @@ class Runtime:
             ).start()
             self._services.append(exporter.stop)
         self._start_control()
+        ingest = (self.pipeline, self.redis, self.worker.records, self.runtime_metrics)
+        self._services.extend(self.ingress.start(*ingest))
 
     def _start_control(self, *, api: bool = False) -> None:
         """``api``: the HTTP control API (from __init__, so that it answers while the block is
         constructed; stores the bound port); else the PARAMETER_UPDATES listener (from serve).
         Both see this runtime through ``self.control`` (see control/api.py)."""
         if api:
-            self.control_port, closers = start_api(self.control)
+            self.control_port, closers = start_api(self.control, self.ingress.routes())
         else:
             closers = start_listener(self.control)
         self._services.extend(closers)
@@ -356,19 +367,8 @@ class Runtime:
         muxer = self.pipeline.muxer
         if muxer is not None and hasattr(muxer, "open_groups"):
             m.set_muxer_open_groups(muxer.open_groups)
-        m.set_oldest_age_s(_age_s(backlog.oldest()))
+        m.set_oldest_age_s(age_s(backlog.oldest()))
         self.trimmer.maybe_trim()
-
-
-def _age_s(raw: bytes | None) -> float:
-    """How long ago a waiting packet was produced (0 when unknown)."""
-    if raw is None:
-        return 0.0
-    try:
-        ts = decode_packet(raw).ts
-    except Exception:
-        return 0.0
-    return max(time.time() - ts, 0.0) if ts > 0 else 0.0
 
 
 class _StopWhileStarting(BaseException):

@@ -11,6 +11,7 @@ from typing import Any
 
 from prometheus_client import Counter, Histogram
 
+from ..ingest.metrics import INGRESSES
 from ..metrics import AIOSMetrics
 
 __all__ = ["CALL_PHASES", "FAILURE_REASONS", "PHASES", "RuntimeMetrics"]
@@ -61,16 +62,29 @@ class RuntimeMetrics:
         self._sidecar = _bind(self._sidecar_metric, "sidecar", sidecars)
 
     def _register_counters(self, m: AIOSMetrics) -> None:
-        self._in = m.register_counter("aios_packets_in_total", "Packets claimed from the input")
-        self._out = m.register_counter("aios_packets_out_total", "Output packets pushed")
-        self._held = m.register_counter("aios_packets_held_total", "on_data returned (True, None)")
+        packets_in = m.register_counter(
+            "aios_packets_in_total", "Packets taken in (claimed, or by the ingest)", ["ingress"]
+        )
+        out = m.register_counter(
+            "aios_packets_out_total", "Output packets pushed (or answered)", ["ingress"]
+        )
+        held = m.register_counter(
+            "aios_packets_held_total", "on_data returned (True, None)", ["ingress"]
+        )
+        self._in = _bind(packets_in, "ingress", INGRESSES)
+        self._out = _bind(out, "ingress", INGRESSES)
+        self._held = _bind(held, "ingress", INGRESSES)
         self._redeliveries = m.register_counter(
             "aios_redeliveries_total", "Packets delivered again after a crash or lease expiry"
         )
-        failed = m.register_counter("aios_packets_failed_total", "Failed packets", ["reason"])
-        dead = m.register_counter("aios_dead_lettered_total", "Dead-lettered packets", ["reason"])
-        self._failed = _bind(failed, "reason", FAILURE_REASONS)
-        self._dead = _bind(dead, "reason", FAILURE_REASONS)
+        failed = m.register_counter(
+            "aios_packets_failed_total", "Failed packets", ["ingress", "reason"]
+        )
+        dead = m.register_counter(
+            "aios_dead_lettered_total", "Dead-lettered packets", ["ingress", "reason"]
+        )
+        self._failed = _bind2(failed, FAILURE_REASONS)
+        self._dead = _bind2(dead, FAILURE_REASONS)
         self._mux_expired = m.register_counter(
             "aios_muxer_expired_total", "Muxer groups expired incomplete"
         )
@@ -115,26 +129,26 @@ class RuntimeMetrics:
             "Parsed output_ptrs cached (bound: 4,096 of at most 4,096 characters)",
         )
 
-    # counters
-    def packets_in(self, n: int = 1) -> None:
-        """Called when ``n`` packets were claimed."""
-        self._in.inc(n)
+    # counters (``ingress``: one of INGRESSES, how the packets came in)
+    def packets_in(self, n: int = 1, ingress: str = "queue") -> None:
+        """Called when ``n`` packets were claimed (or taken in by the ingest)."""
+        self._in[ingress].inc(n)
 
-    def packets_out(self, n: int = 1) -> None:
-        """Called when ``n`` output packets were pushed."""
-        self._out.inc(n)
+    def packets_out(self, n: int = 1, ingress: str = "queue") -> None:
+        """Called when ``n`` output packets were pushed (or answered to an ingest caller)."""
+        self._out[ingress].inc(n)
 
-    def packets_failed(self, reason: str, n: int = 1) -> None:
+    def packets_failed(self, reason: str, n: int = 1, ingress: str = "queue") -> None:
         """Called when ``n`` packets failed for ``reason`` (one of FAILURE_REASONS)."""
-        _pick(self._failed, reason, "reason").inc(n)
+        _pick2(self._failed, ingress, reason).inc(n)
 
-    def dead_lettered(self, reason: str, n: int = 1) -> None:
+    def dead_lettered(self, reason: str, n: int = 1, ingress: str = "queue") -> None:
         """Called when ``n`` packets went to the dead-letter list for ``reason``."""
-        _pick(self._dead, reason, "reason").inc(n)
+        _pick2(self._dead, ingress, reason).inc(n)
 
-    def held(self, n: int = 1) -> None:
+    def held(self, n: int = 1, ingress: str = "queue") -> None:
         """Called when on_data returned ``(True, None)`` for ``n`` entries."""
-        self._held.inc(n)
+        self._held[ingress].inc(n)
 
     def redeliveries(self, n: int = 1) -> None:
         """Called when ``n`` claimed packets had been delivered before."""
@@ -201,7 +215,19 @@ class RuntimeMetrics:
         self._open_groups.set(n)
 
 
-def _pick(children: Mapping[str, Any], value: str, label: str) -> Any:
+def _bind2(metric: Counter, reasons: Iterable[str]) -> dict[tuple[str, str], Any]:
+    return {(i, r): metric.labels(ingress=i, reason=r) for i in INGRESSES for r in reasons}
+
+
+def _pick2(children: Mapping[tuple[str, str], Any], ingress: str, reason: str) -> Any:
+    child = children.get((ingress, reason))
+    if child is None:
+        _pick(dict.fromkeys(INGRESSES), ingress, "ingress")
+        _pick(dict.fromkeys(FAILURE_REASONS), reason, "reason")
+    return child
+
+
+def _pick(children: Mapping[Any, Any], value: Any, label: str) -> Any:
     try:
         return children[value]
     except KeyError:

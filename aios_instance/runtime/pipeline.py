@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import copy
 import functools
-import inspect
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from .. import _json
+from ..contract import accepts_is_ws
 from ..errors import PacketDecodeError, PacketError, RoutingError
 from ..packet import AIOSPacket, MuxedData, decode_packet, encode_output, hops_of
 from ..results import OnDataResult, PreProcessResult
@@ -53,17 +54,10 @@ class _Job(NamedTuple):
     raws: tuple[bytes, ...]
 
 
-def accepts_is_ws(fn: Callable[..., Any]) -> bool:
-    """Whether ``on_data`` takes the older ``is_ws`` argument (inspected once, at start)."""
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-    return "is_ws" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
-
-
 class Pipeline:
-    """Drives one block instance; not thread-safe (one pipeline per worker thread)."""
+    """Drives one block instance. Its entry points take ``lock``, so the worker and the
+    in-process ingest (HTTP, WebSocket) can share it: user code is never called by two
+    threads at once, and the muxer and batchers see every job whichever way it came."""
 
     def __init__(
         self, block: Any, router: Router, *, validate_json: bool = True, max_hops: int = 64
@@ -83,6 +77,7 @@ class Pipeline:
         self._muxing = Muxing(self.muxer, name) if self.muxer is not None else None
         self._batchers = TimeBatchers(block)
         self.running = Running()  # the call of user code in progress, for the watchdog
+        self.lock = threading.Lock()
 
     @property
     def time_batchers(self) -> list[TimeBasedBatcher]:
@@ -94,51 +89,61 @@ class Pipeline:
         """Run one serialized packet through the block."""
         return self.process_batch((raw,))
 
-    def process_packet(self, packet: AIOSPacket) -> PipelineResult:
-        """Run an already-decoded packet through the block (in-process ingest)."""
+    def process_packet(
+        self, packet: AIOSPacket, raw: bytes = b"", *, is_ws: bool = False
+    ) -> PipelineResult:
+        """Run an already-decoded packet through the block (in-process ingest); ``raw`` is
+        its serialized form, for a dead-letter record; ``is_ws`` is passed to an on_data
+        that takes it."""
         acc = Accumulator()
-        with self._batchers:
-            self._run_jobs(self._admit(packet, b"", acc), acc)
-        self.running.call = None
+        with self.lock, self._batchers:
+            t0 = time.perf_counter()
+            jobs = self._admit(packet, raw, acc)
+            acc.phase_s["preprocess"] = time.perf_counter() - t0
+            self._run_jobs(jobs, acc, is_ws)
+            self.running.call = None
         return acc.freeze()
 
     def process_batch(self, raws: Sequence[bytes]) -> PipelineResult:
         """Run a claimed batch; on_data_batch (if the block has it) sees all its entries at once."""
         acc = Accumulator()
-        with self._batchers:
+        with self.lock, self._batchers:
             t0 = time.perf_counter()
             jobs = self._decode_and_admit(raws, acc)
             acc.phase_s["preprocess"] = time.perf_counter() - t0
             self._run_jobs(jobs, acc)
-        self.running.call = None
+            self.running.call = None
         return acc.freeze()
 
     def tick(self, now: float | None = None) -> PipelineResult:
         """Expire stale muxer groups and flush due time-based batches (call at next_deadline)."""
         now = time.monotonic() if now is None else now
         acc = Accumulator()
-        self._stamp("flush", ())
-        with self._batchers:
+        with self.lock, self._batchers:
+            self._stamp("flush", ())
             if self._muxing is not None:
                 self._muxing.expire(now, acc)
             for batcher, batch in self._batchers.due(now):
                 self._flush_batch(batcher, batch, acc)
-        self.running.call = None
+            self.running.call = None
         return acc.freeze()
 
     def drain(self) -> PipelineResult:
         """At shutdown: flush every held time-based batch, as tick() does a due one."""
         acc = Accumulator()
-        self._stamp("flush", ())
-        with self._batchers:
+        with self.lock, self._batchers:
+            self._stamp("flush", ())
             for batcher, batch in self._batchers.flush_all():
                 self._flush_batch(batcher, batch, acc)
-        self.running.call = None
+            self.running.call = None
         return acc.freeze()
 
     def hand_back(self) -> list[bytes]:
         """At shutdown: empty the muxer and return the inputs it buffered, to requeue them."""
-        return self._muxing.hand_back() if self._muxing is not None else []
+        if self._muxing is None:
+            return []
+        with self.lock:
+            return self._muxing.hand_back()
 
     def next_deadline(self) -> float | None:
         """The monotonic time at which tick() has work to do (None: nothing pending)."""
@@ -247,11 +252,11 @@ class Pipeline:
         _unshare_packets(entries, packet)
         return [_Job(entry, packet, raws) for entry in entries]
 
-    def _run_jobs(self, jobs: list[_Job], acc: Accumulator) -> None:
+    def _run_jobs(self, jobs: list[_Job], acc: Accumulator, is_ws: bool = False) -> None:
         if not jobs:
             return
         t0 = time.perf_counter()
-        rets = self._infer(jobs)
+        rets = self._infer(jobs, is_ws)
         t1 = time.perf_counter()
         encode_route, settle = self._encode_route, self._settle
         for job, ret in zip(jobs, rets, strict=True):
@@ -266,7 +271,7 @@ class Pipeline:
         acc.phase_s["on_data"] = t1 - t0
         acc.phase_s["route"] = time.perf_counter() - t1
 
-    def _infer(self, jobs: list[_Job]) -> list[Any]:
+    def _infer(self, jobs: list[_Job], is_ws: bool = False) -> list[Any]:
         """on_data per entry, or one on_data_batch call for all; exceptions become problems."""
         if self._on_data_batch is not None:
             return self._infer_batch(jobs)
@@ -274,7 +279,7 @@ class Pipeline:
         append = rets.append
         on_data = self._on_data
         if self.on_data_takes_is_ws:
-            on_data = functools.partial(on_data, is_ws=False)
+            on_data = functools.partial(on_data, is_ws=is_ws)
         running, clock = self.running, time.monotonic
         for job in jobs:
             running.call = (clock(), "on_data", job.raws)

@@ -23,10 +23,11 @@ from .._urls import redact
 from ..blockdata import BlockData
 from ..context import Context
 from ..errors import TransportError
+from ..packet import decode_packet
 from ..settings import Settings
 from ..transport._redis import guard
 
-__all__ = ["allocation_of", "construct", "export_gpus", "unreachable", "wait_for_redis"]
+__all__ = ["age_s", "allocation_of", "construct", "export_gpus", "unreachable", "wait_for_redis"]
 
 log = logging.getLogger(__name__)
 
@@ -132,3 +133,14 @@ def export_gpus(allocation: dict[str, Any] | None) -> None:
 
 def _gpu_id(gpu: Any) -> str:
     return str(gpu.get("index", gpu.get("id", gpu)) if isinstance(gpu, dict) else gpu)
+
+
+def age_s(raw: bytes | None) -> float:
+    """How long ago a waiting packet was produced (0 when unknown)."""
+    if raw is None:
+        return 0.0
+    try:
+        ts = decode_packet(raw).ts
+    except Exception:
+        return 0.0
+    return max(time.time() - ts, 0.0) if ts > 0 else 0.0

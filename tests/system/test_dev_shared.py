@@ -18,6 +18,7 @@ from tests.system.test_runtime_e2e import CLI, cli_env
 def _env(**extra: str) -> dict[str, str]:
     env = cli_env(**extra)
     del env["MGMT_PORT"], env["METRICS_PORT"]  # the defaults: 18001 and 18000
+    del env["AIOS_WS_PORT"]  # and 18002
     return env
 
 

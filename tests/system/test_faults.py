@@ -79,6 +79,7 @@ def cli_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(_CLEARED)}
     defaults = {
         "MGMT_PORT": "0",
+        "AIOS_WS_PORT": "0",
         "METRICS_PORT": "0",
         "AIOS_IDLE_WAIT_S": "0.2",
         "AIOS_LOG_LEVEL": "WARNING",

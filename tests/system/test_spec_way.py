@@ -47,6 +47,7 @@ def test_python_block_py_logs_serving_and_each_failed_job(
         BLOCK_ID="picky",
         AIOS_REDIS_URL=redis_server.url,
         MGMT_PORT=str(free_port()),
+        AIOS_WS_PORT=str(free_port()),
         METRICS_PORT="0",
     )
     with log.open("wb") as out:

@@ -276,6 +276,7 @@ def test_runtime_snapshots_name_the_node(
         block_id="snap",
         redis_url_override=server.url,
         mgmt_port=0,
+        ws_port=0,
         metrics_port=0,
         metrics_redis_host=server.url,
         metrics_interval_s=0.05,

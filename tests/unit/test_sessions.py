@@ -250,6 +250,7 @@ def test_the_runtime_expires_idle_sessions_no_call_touches(
         block_id=block_id,
         redis_url_override=redis_server.url,
         mgmt_port=0,
+        ws_port=0,
         metrics_port=0,
         lease_ttl_s=0.6,
         idle_wait_s=0.2,
@@ -276,7 +277,7 @@ def test_the_runtime_expires_idle_sessions_no_call_touches(
 
 
 def test_sessions_do_not_expire_without_the_setting(redis_server: EmbeddedRedis) -> None:
-    s = Settings(block_id="no-ttl", redis_url_override=redis_server.url, mgmt_port=0)
+    s = Settings(block_id="no-ttl", redis_url_override=redis_server.url, mgmt_port=0, ws_port=0)
     runtime = Runtime(SessionBlock, s)  # constructed only: nothing is served
     try:
         assert runtime.context.sessions.idle_ttl_s is None

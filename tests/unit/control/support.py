@@ -29,6 +29,7 @@ def control_settings(server: EmbeddedRedis, **overrides: Any) -> Settings:
         "redis_url_override": server.url,
         "mgmt_port": free_port(),
         "metrics_port": 0,
+        "ws_port": 0,
         "control_bind": "127.0.0.1",
         "lease_ttl_s": 5.0,
         "idle_wait_s": 0.2,

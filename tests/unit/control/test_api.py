@@ -512,7 +512,7 @@ def test_user_metrics_with_labels(
     assert samples[("value_seen_bucket", (("kind", "a"), ("le", "0.5")))] == 2
     assert samples[("value_seen_count", (("kind", "b"),))] == 2
     assert samples[("value_seen_sum", (("kind", "b"),))] == pytest.approx(1.0)
-    assert samples[("aios_packets_out_total", ())] >= len(jobs)
+    assert samples[("aios_packets_out_total", (("ingress", "queue"),))] >= len(jobs)
 
 
 def test_slow_health_is_503_and_other_probes_do_not_wait_for_it(

@@ -17,7 +17,7 @@ from aios_instance import Block, keys
 from aios_instance.embedded import EmbeddedRedis, free_port
 from aios_instance.errors import ConfigError
 from aios_instance.packet import decode_packet, make_packet
-from aios_instance.runtime.block import _age_s
+from aios_instance.runtime.startup import age_s as _age_s
 from aios_instance.settings import Settings
 from tests.support import eventually
 from tests.unit.control.support import PassThrough, control_settings
@@ -37,7 +37,7 @@ def test_a_started_block_serves_samples_its_gauges_and_drains_on_stop(
         assert [decode_packet(raw).seq_no for raw in outputs] == list(range(5))
         assert runtime.lease.renewed_at is not None
         sample = runtime.metrics.registry.get_sample_value
-        assert sample("aios_packets_in_total") == 5
+        assert sample("aios_packets_in_total", {"ingress": "queue"}) == 5
     finally:
         runtime.stop()
         assert runtime.wait(10)
@@ -107,6 +107,7 @@ def test_the_age_of_a_waiting_packet_comes_from_its_ts() -> None:
 def test_an_unreachable_redis_says_where_the_url_came_from_and_what_to_do() -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"
     env = {"AIOS_REDIS_URL": url, "MGMT_PORT": "0", "METRICS_PORT": "0", "BLOCK_ID": "x"}
+    env["AIOS_WS_PORT"] = "0"
     env["AIOS_STARTUP_TIMEOUT_S"] = "0"
     with pytest.raises(ConfigError) as caught:
         Block(PassThrough, Settings.from_env(env)).run()
@@ -132,6 +133,7 @@ def test_a_block_started_before_its_redis_waits_then_serves(
         block_id="early",
         redis_url_override=f"redis://127.0.0.1:{port}/0",
         mgmt_port=0,
+        ws_port=0,
         metrics_port=0,
         idle_wait_s=0.2,
         startup_timeout_s=30.0,
@@ -207,7 +209,9 @@ def test_a_packet_routed_back_to_its_own_block_stops_at_the_hop_limit(
         assert Looping.calls == 5  # hops 0 to 4 processed; the fifth output is stopped
         assert redis_client.llen(own) == 0
         sample = runtime.metrics.registry.get_sample_value
-        assert sample("aios_dead_lettered_total", {"reason": "routing_loop"}) == 1
+        assert (
+            sample("aios_dead_lettered_total", {"ingress": "queue", "reason": "routing_loop"}) == 1
+        )
     finally:
         runtime.stop()
         assert runtime.wait(10)

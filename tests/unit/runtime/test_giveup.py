@@ -55,7 +55,7 @@ def test_a_hung_job_is_dead_lettered_timeout_and_the_rest_handed_back(
         assert redis_client.exists(keys.lease(s.block_id, s.instance_id)) == 0
         sample = runtime.metrics.registry.get_sample_value
         assert sample("aios_job_timeouts_total", {"phase": "on_data"}) == 1
-        assert sample("aios_dead_lettered_total", {"reason": "timeout"}) == 1
+        assert sample("aios_dead_lettered_total", {"ingress": "queue", "reason": "timeout"}) == 1
     finally:
         Hangs.release.set()  # the stuck call returns: the worker must not touch Redis again
     assert runtime.wait(10)

@@ -96,7 +96,7 @@ def test_a_commit_of_dead_letters_only_records_no_push_time() -> None:
     worker = _worker(source, metrics)
     assert drain_until_idle(worker) == 4
     assert len(source.dead) == 4
-    assert _sample(metrics, "aios_dead_lettered_total", reason="user_error") == 4
+    assert _sample(metrics, "aios_dead_lettered_total", ingress="queue", reason="user_error") == 4
     assert _sample(metrics, "aios_phase_seconds_count", phase="push") == 0
 
 

@@ -27,12 +27,20 @@ def test_runtime_counters(metrics: AIOSMetrics) -> None:
     rt.sidecar_push_failed("late-added")
     rt.event_push_failed()
     s = metrics.sample
-    assert (s("aios_packets_in_total"), s("aios_packets_out_total")) == (5.0, 4.0)
-    assert (s("aios_packets_held_total"), s("aios_redeliveries_total")) == (1.0, 2.0)
-    assert s("aios_packets_failed_total", {"reason": "user_error"}) == 1.0
-    assert s("aios_packets_failed_total", {"reason": "bad_input"}) == 3.0
-    assert s("aios_packets_failed_total", {"reason": "expired"}) == 0.0  # pre-bound
-    assert s("aios_dead_lettered_total", {"reason": "max_deliveries"}) == 1.0
+    assert (
+        s("aios_packets_in_total", {"ingress": "queue"}),
+        s("aios_packets_out_total", {"ingress": "queue"}),
+    ) == (5.0, 4.0)
+    assert (s("aios_packets_held_total", {"ingress": "queue"}), s("aios_redeliveries_total")) == (
+        1.0,
+        2.0,
+    )
+    assert s("aios_packets_failed_total", {"ingress": "queue", "reason": "user_error"}) == 1.0
+    assert s("aios_packets_failed_total", {"ingress": "queue", "reason": "bad_input"}) == 3.0
+    assert (
+        s("aios_packets_failed_total", {"ingress": "queue", "reason": "expired"}) == 0.0
+    )  # pre-bound
+    assert s("aios_dead_lettered_total", {"ingress": "queue", "reason": "max_deliveries"}) == 1.0
     assert s("aios_muxer_expired_total") == 2.0
     assert s("aios_sidecar_push_failed_total", {"sidecar": "resizer"}) == 1.0
     assert s("aios_sidecar_push_failed_total", {"sidecar": "late-added"}) == 1.0

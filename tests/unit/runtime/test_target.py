@@ -46,6 +46,7 @@ def serving(block_class: type[Any], server: EmbeddedRedis, block_id: str) -> Ite
         instance_id=f"{block_id}-1",
         redis_url_override=server.url,
         mgmt_port=0,
+        ws_port=0,
         metrics_port=0,
         idle_wait_s=0.2,
     )
