@@ -77,10 +77,13 @@ class BlockTester:
         output_ptr: Any = "",
         ts: float | None = None,
         raise_errors: bool = False,
+        is_ws: bool = False,
     ) -> list[Any]:
         """Run one job built from Python values; returns the outputs' data, JSON-parsed.
 
-        Equal ``session_id``/``seq_no`` across calls let a Muxer group them.
+        Equal ``session_id``/``seq_no`` across calls let a Muxer group them. ``is_ws``: as
+        if the job came by WebSocket (an ``on_data(entry, is_ws)`` sees True); what the block
+        sends with ``context.write_ws`` is in ``TestContext.ws_messages``.
         """
         packet = make_packet(
             data,
@@ -90,7 +93,11 @@ class BlockTester:
             ts=time.time() if ts is None else ts,
             output_ptr=output_ptr,
         )
-        return self._finish(self.pipeline.process(packet.SerializeToString()), raise_errors)
+        raw = packet.SerializeToString()
+        if is_ws:
+            result = self.pipeline.process_packet(decode_packet(raw), raw, is_ws=True)
+            return self._finish(result, raise_errors)
+        return self._finish(self.pipeline.process(raw), raise_errors)
 
     def run_packet(self, packet: AIOSPacket | bytes, *, raise_errors: bool = False) -> list[Any]:
         """Run a ready-made packet (or its serialized bytes) through the pipeline."""

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from aios_instance import Block, keys
+from aios_instance import Block, OnDataResult, PreProcessResult, keys
 from aios_instance.embedded import EmbeddedRedis
 from aios_instance.packet import decode_packet
 from aios_instance.runtime.block import Runtime
@@ -231,3 +231,53 @@ def test_while_the_block_is_built_infer_is_503(redis_server: EmbeddedRedis) -> N
         for runtime in started:
             runtime.stop()
             assert runtime.wait(10)
+
+
+class Pairs(Streamer):
+    """Joins two packets of one (session_id, seq_no) into one job."""
+
+    def get_muxer(self) -> Any:
+        from aios_instance import Muxer
+
+        return Muxer(N=2)
+
+    def on_preprocess(self, packet: Any) -> Any:
+        return True, [PreProcessResult(packet=packet, extra_data={"words": 1})]
+
+
+class HoldsFirst(Streamer):
+    """Holds every other entry (a batch of two), answering both with the second."""
+
+    def __init__(self, context: Any) -> None:
+        super().__init__(context)
+        self.waiting: list[Any] = []
+
+    def on_data(self, entry: Any, is_ws: bool = False) -> Any:
+        self.waiting.append(entry.extra_data)
+        if len(self.waiting) < 2:
+            return True, None
+        batch, self.waiting = self.waiting, []
+        return True, [OnDataResult(output=item) for item in batch]
+
+
+def test_a_muxer_block_takes_the_job_through_its_input_list(redis_server: EmbeddedRedis) -> None:
+    with running(Pairs, redis_server) as (runtime, base):
+        for _ in range(2):
+            resp = httpx.post(base + "/infer", json={"data": {}, "session_id": "g"}, timeout=10)
+            assert resp.status_code == 202
+            assert resp.json()["queued"] is True and resp.json()["outputs"] == []
+        out = runtime.settings.default_output
+        eventually(lambda: runtime.redis.llen(out) == 1, what="the group's output")
+        assert decode_packet(runtime.redis.rpop(out)).session_id == "g"
+
+
+def test_a_held_job_is_a_202_and_the_one_completing_the_batch_gets_it(
+    redis_server: EmbeddedRedis,
+) -> None:
+    with running(HoldsFirst, redis_server) as (runtime, base):
+        first = httpx.post(base + "/infer", json={"data": {"n": 1}}, timeout=10)
+        second = httpx.post(base + "/infer", json={"data": {"n": 2}}, timeout=10)
+    assert (first.status_code, first.json()["held"], first.json()["outputs"]) == (202, 1, [])
+    assert (second.status_code, second.json()["outputs"]) == (200, [{"n": 1}, {"n": 2}])
+    sample = runtime.metrics.registry.get_sample_value
+    assert sample("aios_packets_held_total", {"ingress": "http"}) == 1

@@ -60,3 +60,17 @@ def test_unsubscribe_forgets_the_sessions() -> None:
         assert hub.sessions() == 0 and not hub.write("a", 1)
 
     asyncio.run(main())
+
+
+def test_block_tester_runs_a_job_as_if_it_came_by_websocket() -> None:
+    from aios_instance import BlockTester
+    from tests.unit.ingest.blocks import END, Streamer
+
+    tester = BlockTester(Streamer)
+    assert tester.run({"words": 2}, session_id="t", is_ws=True)[0]["is_ws"] is True
+    assert tester.context.ws_messages == [  # type: ignore[attr-defined]
+        ("t", {"delta": "w0"}),
+        ("t", {"delta": "w1"}),
+        ("t", {"delta": END}),
+    ]
+    assert tester.run({"words": 0})[0]["is_ws"] is False
