@@ -139,7 +139,9 @@ def _serve(block: Any, settings: Settings) -> None:
         inputs = keys.inputs(settings.block_id)
         control = f"control port {runtime.control_port or 'off'}"
         metrics = f"metrics port {settings.metrics_port or 'off'}"
-        print(f"serving block {settings.block_id} (input list {inputs}; {control}, {metrics})")
+        ws = f"WebSocket port {runtime.ingress.ws_port or 'off'}"
+        ports = f"{control}, {metrics}, {ws}"
+        print(f"serving block {settings.block_id} (input list {inputs}; {ports})")
         sys.stdout.flush()
 
     block.run(on_serving=serving)

@@ -4,17 +4,20 @@ SIGTERM finishes within AIOS_DRAIN_TIMEOUT_S even when user code hangs."""
 
 from __future__ import annotations
 
+import base64
 import json
 import signal
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from aios_instance import keys
-from aios_instance.embedded import EmbeddedRedis
+from aios_instance.embedded import EmbeddedRedis, free_port
 from aios_instance.packet import decode_packet, make_packet
 from aios_instance.runtime.watchdog import EXIT_JOB_TIMEOUT
 from tests.support import eventually
@@ -128,3 +131,39 @@ def test_sigterm_with_user_code_hung_exits_within_the_drain_timeout(
     assert client.exists(keys.lease("t", "stuck")) == 0
     assert client.llen(keys.dead_letters("t")) == 0
     client.close()
+
+
+@pytest.mark.slow
+def test_a_hung_infer_is_answered_504_and_then_the_instance_gives_up(
+    redis_factory: Callable[[], EmbeddedRedis], procs: Procs, tmp_path: Path
+) -> None:
+    """POST /infer into user code that never returns: the caller gets 504 at
+    AIOS_INFER_TIMEOUT_S; at AIOS_JOB_TIMEOUT_S the watchdog gives the instance up (the
+    queue's packets handed back, exit 3), as for a hung queue job."""
+    server = redis_factory()
+    client = _client(server.url)
+    port = free_port()
+    env = {"AIOS_JOB_TIMEOUT_S": "2", "AIOS_INFER_TIMEOUT_S": "0.5", "MGMT_PORT": str(port)}
+    block = procs.block(_hanging_block(tmp_path), server.url, "web", INSTANCE_ID="web", **env)
+    base = f"http://127.0.0.1:{port}"
+    eventually(lambda: _ready(base), what="the block to serve")
+    answered = httpx.post(base + "/infer", json={"data": {"hang": True}}, timeout=10)
+    assert answered.status_code == 504
+    _send(client, "web", 3, set())  # queue packets waiting behind the hung call
+    assert block.wait(20) == EXIT_JOB_TIMEOUT
+    records = [json.loads(r) for r in client.lrange(keys.dead_letters("web"), 0, -1)]
+    assert {r["outcome"] for r in records} == {"timeout"}
+    assert all(json.loads(decode_packet_b64(r["packet"]).data) == {"hang": True} for r in records)
+    assert client.llen(keys.inputs("web")) + client.llen(keys.processing("web", "web")) == 3
+    client.close()
+
+
+def _ready(base: str) -> bool:
+    try:
+        return httpx.get(base + "/ready", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def decode_packet_b64(text: str) -> Any:
+    return decode_packet(base64.b64decode(text))

@@ -33,7 +33,8 @@ _CLEARED = ("AIOS_", "REDIS_", "BLOCK", "INSTANCE_ID", "MGMT_PORT", "METRICS_", 
 def cli_env(**extra: str) -> dict[str, str]:
     """The environment minus every setting the runtime reads, plus ``extra``; ports off."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(_CLEARED)}
-    env.update(MGMT_PORT="0", METRICS_PORT="0", AIOS_WS_PORT="0", AIOS_IDLE_WAIT_S="0.2", **extra)
+    env.update(MGMT_PORT="0", METRICS_PORT="0", AIOS_WS_PORT="0", AIOS_IDLE_WAIT_S="0.2")
+    env.update(extra)
     return env
 
 
