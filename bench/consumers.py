@@ -122,6 +122,7 @@ def run_runtime(
         redis_url_override=url,
         mgmt_port=free_port(),
         metrics_port=free_port(),
+        ws_port=0,
         control_bind="127.0.0.1",
         claim_batch=claim_batch,
         drain_timeout_s=drain_timeout_s,

@@ -82,6 +82,7 @@ def test_runtime_exports_the_allocation(monkeypatch: pytest.MonkeyPatch) -> None
             redis_url_override=server.url,
             mgmt_port=free_port(),
             metrics_port=0,
+            ws_port=0,
             control_bind="127.0.0.1",
             idle_wait_s=0.2,
             allocation_info=allocation,
@@ -123,6 +124,7 @@ def constructed(allocation: dict[str, Any] | None, document: dict[str, Any] | No
             redis_url_override=server.url,
             mgmt_port=0,
             metrics_port=0,
+            ws_port=0,
             allocation_info=allocation,
         )
         runtime = Runtime(GpuBlock, settings, BlockData(document or {}))
