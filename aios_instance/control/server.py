@@ -65,6 +65,12 @@ class Pool:
         self._jobs.put((future, fn))
         return asyncio.wrap_future(future)
 
+    @property
+    def pending(self) -> int:
+        """Calls admitted and not finished (running or waiting)."""
+        with self._lock:
+            return self._pending
+
     def close(self) -> None:
         """Stop the threads once idle; never waits for a running call (it may hang)."""
         with self._lock:

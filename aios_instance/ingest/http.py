@@ -90,6 +90,8 @@ class InferRoutes:
         self.timeout_s = timeout_s
         threads = min(_THREADS, max_concurrency)
         self.pool = Pool("aios-infer", threads, max_concurrency - threads)
+        # Read from the pool at each scrape: a job past its timeout still counts while it runs.
+        metrics.track("http", lambda: self.pool.pending)
         self._body_bytes = 0  # bodies in flight (touched on the event loop only)
 
     def routes(self) -> list[Route]:
@@ -157,8 +159,6 @@ class InferRoutes:
                 f"busy: {self.pool.limit} jobs are running or waiting (AIOS_INFER_MAX_CONCURRENCY)",
                 {"Retry-After": "1"},
             )
-        self.metrics.started("http")
-        call.add_done_callback(lambda _: self.metrics.finished("http"))
         return call
 
     async def _run(self, invoker: Invoker, packet: AIOSPacket) -> Reply:

@@ -6,6 +6,7 @@ See ``docs/metrics.md`` for every name and label.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ..metrics import AIOSMetrics
@@ -38,7 +39,7 @@ class IngestMetrics:
         )
         self._in_progress = m.register_gauge(
             "aios_ingest_in_progress",
-            "Ingest requests running or waiting (bound: AIOS_INFER_MAX_CONCURRENCY)",
+            "Ingest jobs running or waiting (http: the /infer pool's, WebSocket jobs included)",
             ["ingress"],
         )
         self._dropped = m.register_counter(
@@ -61,6 +62,10 @@ class IngestMetrics:
             child = self._codes.setdefault(key, self._requests.labels(ingress=key[0], code=key[1]))
         child.inc()
         self._seconds_by[ingress].observe(seconds)
+
+    def track(self, ingress: str, count: Callable[[], float]) -> None:
+        """Read ``ingress``'s requests in progress from ``count`` at each scrape."""
+        self._progress_by[ingress].set_function(count)
 
     def started(self, ingress: str) -> None:
         """A request was admitted."""

@@ -190,7 +190,6 @@ class WsServer:
         if call is None:
             busy = {"error": "busy: too many jobs running or waiting; retry", **ids}
             return self._answer(subscriber, 429, t0, busy)
-        self.metrics.started("ws")
         try:
             reply = await asyncio.wait_for(asyncio.shield(call), self.timeout_s)
         except asyncio.TimeoutError:
@@ -198,8 +197,6 @@ class WsServer:
             await asyncio.to_thread(invoker.timed_out, packet, ingress="ws", after_s=self.timeout_s)
             error = {"error": f"no answer within {self.timeout_s:g}s", **ids}
             return self._answer(subscriber, 504, t0, error)
-        finally:
-            self.metrics.finished("ws")
         for item in _messages(reply, ids):
             subscriber.offer(_json.dumps_bytes(item))
         self.metrics.request("ws", 200 if not reply.failed else 500, time.perf_counter() - t0)
