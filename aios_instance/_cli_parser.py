@@ -50,7 +50,29 @@ def parser(version: str = "aios-instance") -> argparse.ArgumentParser:
     send.add_argument("--output-ptr", help="output_ptr JSON to put in the packet")
     send.add_argument("--count", type=int, default=1, help="send N copies (seq_no increments)")
     send.add_argument("--wait", action="store_true", help="wait for and print the output")
-    send.add_argument("--timeout", type=float, default=10.0, help="--wait limit in seconds")
+    send.add_argument(
+        "--timeout-s",
+        "--timeout",
+        dest="timeout",
+        metavar="S",
+        type=float,
+        default=10.0,
+        help="how long to wait for each answer, in seconds (default 10)",
+    )
+    via = send.add_mutually_exclusive_group()
+    via.add_argument(
+        "--http", metavar="URL", help="POST to the block's /infer (http://127.0.0.1:18001/infer)"
+    )
+    via.add_argument("--ws", metavar="URL", help="send over its WebSocket (ws://127.0.0.1:18002)")
+    via.add_argument(
+        "--grpc", metavar="HOST:PORT", help="send by gRPC InferenceProxy (x-service-name: block id)"
+    )
+    send.add_argument(
+        "--stream", action="store_true", help="with --http: print each streamed event as it comes"
+    )
+    send.add_argument(
+        "--token", help="bearer token for --http/--ws/--grpc (default: AIOS_CONTROL_TOKEN)"
+    )
 
     tail = command(
         "tail",

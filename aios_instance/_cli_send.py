@@ -14,27 +14,40 @@ from typing import Any
 from . import _json, keys
 from ._urls import DEFAULT_PORT
 from .errors import ConfigError, PacketDecodeError
-from .packet import decode_packet, make_packet
+from .packet import AIOSPacket, decode_packet, make_packet
 
-__all__ = ["as_bytes", "describe", "send", "tail"]
+__all__ = ["as_bytes", "describe", "packets", "pretty", "send", "tail"]
 
 
-def send(args: argparse.Namespace, client: Any, block_id: str) -> int:
-    """Push ``--count`` packets; with ``--wait``, print each output as it arrives."""
+def packets(args: argparse.Namespace, output_ptr: Any = "") -> list[AIOSPacket]:
+    """The ``--count`` packets ``send`` sends: ``--data``, ``--file``s, one session
+    (``--session`` or a random one), seq_no counting up from ``--seq``."""
     try:
         data = _json.loads(args.data) if args.data is not None else None
     except ValueError as exc:
         raise ConfigError(f"--data is not valid JSON: {exc}") from None
-    files = [({"filename": Path(p).name}, Path(p).read_bytes()) for p in args.file or ()]
+    try:
+        files = [({"filename": Path(p).name}, Path(p).read_bytes()) for p in args.file or ()]
+    except OSError as exc:
+        raise ConfigError(f"--file: cannot read {exc.filename}: {exc.strerror}") from None
+    session = args.session or uuid.uuid4().hex  # one session; seq_no counts the copies
+    return [
+        make_packet(
+            data, files=files, session_id=session, seq_no=args.seq + i, output_ptr=output_ptr
+        )
+        for i in range(args.count)
+    ]
+
+
+def send(args: argparse.Namespace, client: Any, block_id: str) -> int:
+    """Push ``--count`` packets; with ``--wait``, print each output as it arrives."""
     reply = keys.reply(uuid.uuid4().hex) if args.wait else None
     output_ptr = _output_ptr(args.output_ptr, client, reply)
     queue = args.to or keys.inputs(block_id)
-    session = args.session or uuid.uuid4().hex  # one session; seq_no counts the copies
+    built = packets(args, output_ptr)
+    session = built[0].session_id if built else ""
     sent = []
-    for i in range(args.count):
-        packet = make_packet(
-            data, files=files, session_id=session, seq_no=args.seq + i, output_ptr=output_ptr
-        )
+    for packet in built:
         sent.append(packet.SerializeToString())
         client.lpush(queue, sent[-1])
     if not reply:
@@ -116,7 +129,7 @@ def _await_replies(
             return 2
         item = client.brpop([reply], timeout=min(max(left, 0.01), 0.25))
         if item is not None:
-            print(_pretty(decode_packet(as_bytes(item[1])).data), flush=True)
+            print(pretty(decode_packet(as_bytes(item[1])).data), flush=True)
             received += 1
             continue
         record = _dead_letter_of(client, dead, session)
@@ -147,7 +160,7 @@ def tail(args: argparse.Namespace, client: Any) -> int:
     return 0
 
 
-def _pretty(data: str) -> str:
+def pretty(data: str) -> str:
     """Output data as the stdlib prints JSON (``{"value": 0.7, "passed": true}``)."""
     try:
         return json.dumps(_json.loads(data)) if data else ""

@@ -4,14 +4,16 @@ dead letters.
     aios-instance run my_block.py:MyBlock [--block-data block.json] [--redis URL] [--block-id ID]
     aios-instance dev graph.yaml
     aios-instance send --data '{"value": 0.7}' --wait
+    aios-instance send --data '{"value": 0.7}' --http http://127.0.0.1:18001/infer [--stream]
     aios-instance tail OUTPUT [--peek]
     aios-instance dead list | show N | replay [N ...] | replay --all
 
 With no Redis configured, the commands started in one folder share one embedded redis-server
 (the first ``run`` starts it, the last one stops it; ``_cli_state.py``). ``--redis``,
 ``--block-id`` and ``--state-file`` go before or after the command. See docs/cli.md. The
-parser is in ``_cli_parser.py``, send and tail in ``_cli_send.py``, dev in ``_cli_dev.py``,
-Redis errors in ``_cli_redis.py``.
+parser is in ``_cli_parser.py``, send and tail in ``_cli_send.py``, send to an ingest
+(``--http``, ``--ws``, ``--grpc``) in ``_cli_ingest.py``, dev in ``_cli_dev.py``, Redis
+errors in ``_cli_redis.py``.
 """
 
 from __future__ import annotations
@@ -32,9 +34,10 @@ from typing import Any
 
 from . import _json, keys
 from ._cli_dev import run_dev
+from ._cli_ingest import check_ingest_options, send_ingest
 from ._cli_parser import parser
 from ._cli_redis import checked_client, normalise_flag, origin
-from ._cli_send import as_bytes, describe, send, tail
+from ._cli_send import as_bytes, describe, packets, send, tail
 from ._cli_state import attach, client_settings, detach, state_file
 from .embedded import free_port
 from .errors import AIOSError, ConfigError
@@ -166,6 +169,8 @@ def _client(
 
 
 def _cmd_send(args: argparse.Namespace, settings: Settings) -> int:
+    if check_ingest_options(args):  # --http, --ws or --grpc: no Redis
+        return send_ingest(args, packets(args, args.output_ptr or ""), settings)
     settings, client = _client(args, settings, args.timeout + 5)
     return send(args, client, settings.block_id)
 
@@ -266,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             return _COMMANDS[args.command](args, settings)
         finally:
-            if args.command in ("send", "tail", "dead") and not settings.redis_configured:
+            if _used_redis(args) and not settings.redis_configured:
                 detach(state_file(args.state_file))  # the last user stops the shared Redis
     except AIOSError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
@@ -276,6 +281,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # one line, not a traceback, for anything unexpected
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+
+
+def _used_redis(args: argparse.Namespace) -> bool:
+    """Whether the command joined the folder's embedded Redis (``send`` to an ingest did not)."""
+    if args.command == "send":
+        return not (args.http or args.ws or args.grpc)
+    return args.command in ("tail", "dead")
 
 
 if __name__ == "__main__":  # pragma: no cover
