@@ -95,7 +95,7 @@ class BlockTester:
         )
         raw = packet.SerializeToString()
         if is_ws:
-            result = self.pipeline.process_packet(decode_packet(raw), raw, is_ws=True)
+            result = self.pipeline.process_packet(decode_packet(raw), raw, is_ws=True, answer=False)
             return self._finish(result, raise_errors)
         return self._finish(self.pipeline.process(raw), raise_errors)
 

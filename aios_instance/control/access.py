@@ -18,6 +18,7 @@ looks local: docs/security.md says so and recommends a token in production.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 from collections.abc import Iterable
@@ -40,6 +41,7 @@ _WHAT_TO_DO = (
 )
 
 
+@functools.lru_cache(maxsize=1024)  # called per request: a peer's answer never changes
 def is_loopback(host: str | None) -> bool:
     """Whether ``host`` is a loopback address: 127.0.0.0/8, ::1 or ::ffff:127.x.y.z."""
     if not host:

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from typing import Any
 
 from .. import keys
-from ..errors import PacketDecodeError
 from ..ingest.base import Reply
-from ..packet import AIOSPacket, decode_packet
+from ..packet import AIOSPacket
 from .deadletter import DeadLetters
 from .instruments import RuntimeMetrics
 from .outcome import PipelineResult
@@ -53,24 +53,25 @@ class RuntimeInvoker:
         self._logged: dict[str, float] = {}
 
     def invoke(self, packet: AIOSPacket, *, ingress: str, is_ws: bool = False) -> Reply:
-        raw = packet.SerializeToString()  # a failure's record holds it, to be replayed
         self.metrics.packets_in(1, ingress)
         if self.queued:
-            self.redis.lpush(self._inputs, raw)
+            self.redis.lpush(self._inputs, packet.SerializeToString())
             return Reply(queued=True)
-        result = self.pipeline.process_packet(packet, raw, is_ws=is_ws)
-        return self._reply(result, ingress)
+        # No bytes: serialized only for a failure's record (the watchdog, finding this job
+        # hung, has none to dead-letter: the caller had its 504 and the record with it).
+        result = self.pipeline.process_packet(packet, b"", is_ws=is_ws)
+        return self._reply(result, packet, ingress)
 
     def timed_out(self, packet: AIOSPacket, *, ingress: str, after_s: float) -> None:
         reason = f"the {ingress} caller stopped waiting after {after_s:g}s (AIOS_INFER_TIMEOUT_S)"
         record = self.records.record("timeout", "on_data", reason, (packet.SerializeToString(),))
         self._dead_letter([record.data], "timeout", ingress, reason)
 
-    def _reply(self, result: PipelineResult, ingress: str) -> Reply:
+    def _reply(self, result: PipelineResult, packet: AIOSPacket, ingress: str) -> Reply:
         m = self.metrics
         if result.held:
             m.held(result.held, ingress)
-        outputs = tuple(_data_of(o.payload) for o in result.outputs)
+        outputs = tuple(o.data for o in result.outputs)
         if outputs:
             m.packets_out(len(outputs), ingress)
         if not result.failures:
@@ -78,7 +79,8 @@ class RuntimeInvoker:
         for failure in result.failures:
             m.packets_failed(failure.outcome.value, 1, ingress)
         first = result.failures[0]
-        records = [self.records.failure(f).data for f in result.failures]
+        raw = (packet.SerializeToString(),)  # the job as it came, to be replayed
+        records = [self.records.failure(replace(f, packets=raw)).data for f in result.failures]
         self._dead_letter(records, first.outcome.value, ingress, first.reason)
         raised = first.traceback is not None
         return Reply(
@@ -96,12 +98,3 @@ class RuntimeInvoker:
         if now - self._logged.get(outcome, -_LOG_EVERY_S) >= _LOG_EVERY_S:
             self._logged[outcome] = now
             log.warning("%s job dead-lettered (%s): %s", ingress, outcome, reason)
-
-
-def _data_of(payload: bytes) -> str:
-    """An output's data (JSON text) from its serialized packet."""
-    try:
-        data = decode_packet(payload).data
-    except PacketDecodeError:  # pragma: no cover - the pipeline encoded it
-        return "null"
-    return data if isinstance(data, str) and data else "null"

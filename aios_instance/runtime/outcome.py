@@ -15,6 +15,7 @@ hot path allocates nothing to be judged. A `Failure` is built in one place,
 
 from __future__ import annotations
 
+import copy
 import enum
 import traceback as _traceback
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ __all__ = [
     "classify_preprocess",
     "per_entry",
     "raised",
+    "unshare_packets",
 ]
 
 
@@ -53,7 +55,9 @@ class Outcome(str, enum.Enum):
 
 
 class Output(NamedTuple):
-    """One output packet, serialized, with where it goes and the input bytes it came from."""
+    """One output packet, serialized, with where it goes and the input bytes it came from.
+    An output answered to an ingest caller (``Pipeline.process_packet``) is not serialized
+    nor routed: ``payload`` is empty and ``data`` holds its JSON text."""
 
     payload: bytes
     destinations: tuple[Destination, ...]
@@ -61,6 +65,7 @@ class Output(NamedTuple):
     seq_no: int
     ts: float
     sources: tuple[bytes, ...]
+    data: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,3 +216,19 @@ def _accepted(ret: Any, callback: str, expected: str, refused: str) -> Any:
 def _kind(value: Any) -> str:
     text = repr(value)
     return f"{type(value).__name__} {text[:80]}"
+
+
+def unshare_packets(entries: list[PreProcessResult], packet: AIOSPacket) -> None:
+    """Give each entry its own packet object.
+
+    Blocks routinely build several entries around one packet and then rewrite
+    ``entry.packet.data`` in on_data (the spec's Batcher sample does); with one shared object
+    every earlier entry would see the last write.
+    """
+    seen: set[int] = set()
+    for entry in entries:
+        if entry.packet is None:
+            entry.packet = packet
+        if id(entry.packet) in seen:
+            entry.packet = copy.copy(entry.packet)
+        seen.add(id(entry.packet))

@@ -12,7 +12,6 @@ batchers are in `muxing`. Every outcome is handed back; the caller decides what 
 
 from __future__ import annotations
 
-import copy
 import functools
 import threading
 import time
@@ -40,6 +39,7 @@ from .outcome import (
     classify_preprocess,
     per_entry,
     raised,
+    unshare_packets,
 )
 from .watchdog import Running
 
@@ -78,6 +78,7 @@ class Pipeline:
         self._batchers = TimeBatchers(block)
         self.running = Running()  # the call of user code in progress, for the watchdog
         self.lock = threading.Lock()
+        self._answering = False  # process_packet: outputs answered to the caller, not routed
 
     @property
     def time_batchers(self) -> list[TimeBasedBatcher]:
@@ -90,18 +91,23 @@ class Pipeline:
         return self.process_batch((raw,))
 
     def process_packet(
-        self, packet: AIOSPacket, raw: bytes = b"", *, is_ws: bool = False
+        self, packet: AIOSPacket, raw: bytes = b"", *, is_ws: bool = False, answer: bool = True
     ) -> PipelineResult:
         """Run an already-decoded packet through the block (in-process ingest); ``raw`` is
         its serialized form, for a dead-letter record; ``is_ws`` is passed to an on_data
-        that takes it."""
+        that takes it; ``answer``: outputs carry their JSON text, neither serialized nor
+        routed (``Output.data``)."""
         acc = Accumulator()
         with self.lock, self._batchers:
-            t0 = time.perf_counter()
-            jobs = self._admit(packet, raw, acc)
-            acc.phase_s["preprocess"] = time.perf_counter() - t0
-            self._run_jobs(jobs, acc, is_ws)
-            self.running.call = None
+            self._answering = answer
+            try:
+                t0 = time.perf_counter()
+                jobs = self._admit(packet, raw, acc)
+                acc.phase_s["preprocess"] = time.perf_counter() - t0
+                self._run_jobs(jobs, acc, is_ws)
+            finally:
+                self._answering = False
+                self.running.call = None
         return acc.freeze()
 
     def process_batch(self, raws: Sequence[bytes]) -> PipelineResult:
@@ -179,13 +185,14 @@ class Pipeline:
         return jobs
 
     def _admit(self, packet: AIOSPacket, raw: bytes, acc: Accumulator) -> list[_Job]:
-        """Validate, mux and preprocess one packet into jobs for on_data."""
-        self._stamp("on_preprocess", (raw,))
-        if self.max_hops and not self._below_hop_limit(packet, raw, acc):
+        """Validate, mux and preprocess one packet into jobs for on_data (``raw`` empty:
+        an ingest job whose bytes were not made; its failures carry none)."""
+        raws: tuple[bytes, ...] = (raw,) if raw else ()
+        self._stamp("on_preprocess", raws)
+        if self.max_hops and not self._below_hop_limit(packet, raws, acc):
             return []
-        if self._validate_json and not self._data_is_json(packet, raw, acc):
+        if self._validate_json and not self._data_is_json(packet, raws, acc):
             return []
-        raws: tuple[bytes, ...] = (raw,)
         if self._muxing is not None:
             merged = self._muxing.feed(packet, raw, acc)
             if merged is None:
@@ -204,13 +211,15 @@ class Pipeline:
             return [_Job(entry, packet, raws)]
         return self._preprocess(packet, raws, entries, acc)
 
-    def _below_hop_limit(self, packet: AIOSPacket, raw: bytes, acc: Accumulator) -> bool:
+    def _below_hop_limit(
+        self, packet: AIOSPacket, raws: tuple[bytes, ...], acc: Accumulator
+    ) -> bool:
         """A packet output by ``max_hops`` blocks already is going round in circles, most
         likely (an ``output_ptr`` that leads back): it is dead-lettered, not processed."""
         try:
             hops = hops_of(packet)
         except PacketError as exc:
-            acc.fail(Outcome.BAD_INPUT, "decode", exc.message, packet, (raw,))
+            acc.fail(Outcome.BAD_INPUT, "decode", exc.message, packet, raws)
             return False
         if hops < self.max_hops:
             return True
@@ -218,10 +227,10 @@ class Pipeline:
             f"routing loop: the packet has passed through {hops} blocks, the limit is "
             f"AIOS_MAX_HOPS={self.max_hops} (does an output_ptr lead back to a block it came from?)"
         )
-        acc.fail(Outcome.ROUTING_LOOP, "route", reason, packet, (raw,))
+        acc.fail(Outcome.ROUTING_LOOP, "route", reason, packet, raws)
         return False
 
-    def _data_is_json(self, packet: AIOSPacket, raw: bytes, acc: Accumulator) -> bool:
+    def _data_is_json(self, packet: AIOSPacket, raws: tuple[bytes, ...], acc: Accumulator) -> bool:
         data = packet.data
         if not isinstance(data, str) or not data:
             return True  # empty data (files-only jobs) is the block's to judge
@@ -231,7 +240,7 @@ class Pipeline:
             if type(data) is MuxedData:
                 return True  # JSON by construction (orjson reads only exact str)
             reason = f"data is not valid JSON: {exc}"
-            acc.fail(Outcome.BAD_INPUT, "decode", reason, packet, (raw,))
+            acc.fail(Outcome.BAD_INPUT, "decode", reason, packet, raws)
             return False
         return True
 
@@ -249,7 +258,7 @@ class Pipeline:
         if not entries:
             acc.held += 1
             return []
-        _unshare_packets(entries, packet)
+        unshare_packets(entries, packet)
         return [_Job(entry, packet, raws) for entry in entries]
 
     def _run_jobs(self, jobs: list[_Job], acc: Accumulator, is_ws: bool = False) -> None:
@@ -329,8 +338,13 @@ class Pipeline:
         output counts at least one hop more than the packet it came from (``origin``), even
         when the block built a new packet for it."""
         try:
+            text = _json.dumps(result.output)
+            if self._answering:  # for an ingest caller: its JSON text, not serialized nor routed
+                ids = (packet.session_id, packet.seq_no, packet.ts)
+                acc.outputs.append(Output(b"", (), *ids, raws, text))
+                return
             floor = hops_of(origin) if origin is not None and origin is not packet else 0
-            payload = encode_output(packet, _json.dumps(result.output), result.files, floor)
+            payload = encode_output(packet, text, result.files, floor)
         except Exception as exc:
             reason = f"output cannot be encoded: {exc}"
             failed = raws if failed_raws is None else failed_raws
@@ -380,19 +394,3 @@ _NO_FLUSH = (
     "neither on_batch_timeout(batch) nor the batcher's flush_callback: define one to run the "
     "batch (its packets are in this record)"
 )
-
-
-def _unshare_packets(entries: list[PreProcessResult], packet: AIOSPacket) -> None:
-    """Give each entry its own packet object.
-
-    Blocks routinely build several entries around one packet and then rewrite
-    ``entry.packet.data`` in on_data (the spec's Batcher sample does); with one shared object
-    every earlier entry would see the last write.
-    """
-    seen: set[int] = set()
-    for entry in entries:
-        if entry.packet is None:
-            entry.packet = packet
-        if id(entry.packet) in seen:
-            entry.packet = copy.copy(entry.packet)
-        seen.add(id(entry.packet))
