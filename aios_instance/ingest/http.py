@@ -1,7 +1,7 @@
 """``POST /infer``: a block as a web backend, on the control API's server.
 
 The body is a job (``request.py``); the block's pipeline runs in this instance (no Redis
-round trip, see ``runtime/invoke.py``) on a pool of threads, never on the event loop, and the
+round trip, see ``runtime/invoke.py``) on one thread (`runner.py`), never on the event loop, and the
 outputs come back as JSON. ``?stream=true`` answers Server-Sent Events instead: each
 ``context.write_ws`` message for the job's session as a ``data:`` line, then a final event
 with the outputs, then the stream ends.
@@ -25,18 +25,17 @@ from starlette.routing import Route
 
 from .. import _json
 from ..control.access import AccessPolicy
-from ..control.server import Pool
 from ..packet import AIOSPacket
 from .base import Invoker, Reply
 from .metrics import IngestMetrics
 from .request import BadRequestError, form_fields, packet_from, parse_json
+from .runner import Runner
 from .streams import StreamHub, Subscriber
 
 __all__ = ["MAX_BODIES_BYTES", "MAX_BODY_BYTES", "InferRoutes", "status_of"]
 
 MAX_BODY_BYTES = 8 << 20  # one request body (files included)
 MAX_BODIES_BYTES = 64 << 20  # all bodies being read or run at once
-_THREADS = 8  # threads running jobs (user code itself runs one job at a time)
 _JSON = "application/json"
 _STARTING = "starting: the block is being constructed"
 _OVERFLOW = "the stream's send queue filled: the client reads too slowly"
@@ -88,17 +87,16 @@ class InferRoutes:
     ) -> None:
         self._invoker, self.hub, self.metrics, self.policy = invoker, hub, metrics, policy
         self.timeout_s = timeout_s
-        threads = min(_THREADS, max_concurrency)
-        self.pool = Pool("aios-infer", threads, max_concurrency - threads)
-        # Read from the pool at each scrape: a job past its timeout still counts while it runs.
-        metrics.track("http", lambda: self.pool.pending)
+        self.runner = Runner("aios-ingest", max_concurrency)
+        # Read from the runner at each scrape: a job past its timeout still counts while it runs.
+        metrics.track("http", lambda: self.runner.pending)
         self._body_bytes = 0  # bodies in flight (touched on the event loop only)
 
     def routes(self) -> list[Route]:
         return [Route("/infer", self.infer, methods=["POST"])]
 
     def close(self) -> None:
-        self.pool.close()
+        self.runner.close()
 
     async def infer(self, request: Request) -> Response:
         t0 = time.perf_counter()
@@ -152,11 +150,12 @@ class InferRoutes:
             raise RefusedError(400, str(exc)) from None
 
     def _submit(self, invoker: Invoker, packet: AIOSPacket) -> asyncio.Future[Reply]:
-        call = self.pool.submit(lambda: invoker.invoke(packet, ingress="http"))
+        call = self.runner.submit(lambda: invoker.invoke(packet, ingress="http"))
         if call is None:
             raise RefusedError(
                 429,
-                f"busy: {self.pool.limit} jobs are running or waiting (AIOS_INFER_MAX_CONCURRENCY)",
+                f"busy: {self.runner.limit} jobs are running or waiting "
+                "(AIOS_INFER_MAX_CONCURRENCY)",
                 {"Retry-After": "1"},
             )
         return call

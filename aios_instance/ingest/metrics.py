@@ -39,7 +39,7 @@ class IngestMetrics:
         )
         self._in_progress = m.register_gauge(
             "aios_ingest_in_progress",
-            "Ingest jobs running or waiting (http: the /infer pool's, WebSocket jobs included)",
+            "Ingest jobs running or waiting (http: the ingest runner's, WebSocket jobs included)",
             ["ingress"],
         )
         self._dropped = m.register_counter(

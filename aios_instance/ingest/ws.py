@@ -8,7 +8,7 @@ each job's outputs follow as ``{"session_id", "seq_no", "output"}`` (``{"held": 
 ``{"queued": true}`` when there is none yet; ``{"error": "..."}`` when it failed). A
 connection keeps receiving the sessions it sent or connected to.
 
-Jobs run on the ``/infer`` pool (one ``AIOS_INFER_MAX_CONCURRENCY`` for both), never on the
+Jobs run on the ``/infer`` runner (one ``AIOS_INFER_MAX_CONCURRENCY`` for both), never on the
 event loop, one at a time per connection, with ``on_data(entry, is_ws=True)``. Everything a
 connection is sent goes through its ``Subscriber``: in order, and bounded. A client that
 reads too slowly fills it, and its connection alone is closed (1013, "try again later");
@@ -33,11 +33,11 @@ from websockets.http11 import Request, Response
 
 from .. import _json
 from ..control.access import AccessPolicy
-from ..control.server import Pool
 from ..errors import ConfigError
 from .base import Invoker, Reply
 from .metrics import IngestMetrics
 from .request import BadRequestError, packet_from
+from .runner import Runner
 from .streams import StreamHub, Subscriber
 
 __all__ = ["MAX_MESSAGE_BYTES", "WsServer"]
@@ -57,7 +57,7 @@ class WsServer:
         hub: StreamHub,
         metrics: IngestMetrics,
         policy: AccessPolicy,
-        pool: Pool,
+        runner: Runner,
         *,
         host: str,
         port: int,
@@ -65,7 +65,7 @@ class WsServer:
         timeout_s: float,
     ) -> None:
         self._invoker, self.hub, self.metrics, self.policy = invoker, hub, metrics, policy
-        self.pool, self.timeout_s, self.max_connections = pool, timeout_s, max_connections
+        self.runner, self.timeout_s, self.max_connections = runner, timeout_s, max_connections
         self.host = host
         self._sock = _bind(host, port)
         self.port: int = self._sock.getsockname()[1]
@@ -186,7 +186,7 @@ class WsServer:
             return self._answer(subscriber, 429, t0, {"error": _TOO_MANY_SESSIONS, **ids})
         invoker = self._invoker()
         assert invoker is not None  # admitted only once the block was constructed
-        call = self.pool.submit(lambda: invoker.invoke(packet, ingress="ws", is_ws=True))
+        call = self.runner.submit(lambda: invoker.invoke(packet, ingress="ws", is_ws=True))
         if call is None:
             busy = {"error": "busy: too many jobs running or waiting; retry", **ids}
             return self._answer(subscriber, 429, t0, busy)

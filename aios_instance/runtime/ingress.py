@@ -69,7 +69,7 @@ class Ingress:
                     self.hub,
                     self.metrics,
                     self.policy,
-                    self.http.pool,
+                    self.http.runner,
                     host=s.control_bind,
                     port=s.ws_port,
                     max_connections=s.ws_max_connections,
