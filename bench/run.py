@@ -6,7 +6,8 @@
 
 Run from the repository root with the project's venv. Starts its own redis-server on
 127.0.0.1 (EmbeddedRedis); every consumer is a separate process. Results go to stdout and to
-``bench/results/latest.json`` (``quick.json`` for --quick). See docs/performance.md.
+``bench/results/latest.json`` (``quick.json`` for --quick). Then it runs ``bench.ingest``
+(HTTP invoke and WebSocket; ``--quick`` too). See docs/performance.md.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any
 
 from aios_instance.embedded import EmbeddedRedis
 
-from . import endpoints
+from . import endpoints, ingest
 from .common import make_packet, output_ptr
 from .harness import ROOT, Bench, BenchError, Drain
 from .soak import soak
@@ -293,7 +294,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nresults: {target} ({results['meta']['wall_s']} s)")
     if args.quick:
         print("quick: every variant completed with correct outputs (timings not checked)")
-    return 0
+    if args.soak_only:
+        return 0
+    print("\ningest: POST /infer against bare Starlette floors; WebSocket delta latency")
+    return ingest.main(["--quick"] if args.quick else [])
 
 
 if __name__ == "__main__":
