@@ -5,7 +5,6 @@ Anything else is a ``BadRequestError`` naming what is wrong."""
 
 from __future__ import annotations
 
-import contextlib
 import time
 import uuid
 from collections.abc import Mapping
@@ -94,7 +93,7 @@ def parse_json(body: bytes) -> dict[str, Any]:
 
 
 def form_fields(items: list[tuple[str, Any]]) -> tuple[dict[str, Any], tuple[FileInfo, ...]]:
-    """A multipart form's text fields (``data`` parsed as JSON when it is) and its files
+    """A multipart form's text fields (``data`` is the packet's data as sent) and its files
     (each a ``FileInfo`` whose metadata says the field, file name and content type)."""
     fields: dict[str, Any] = {}
     files: list[FileInfo] = []
@@ -104,8 +103,5 @@ def form_fields(items: list[tuple[str, Any]]) -> tuple[dict[str, Any], tuple[Fil
             continue
         meta = {"field": name, "filename": value.filename, "content_type": value.content_type}
         files.append(FileInfo(metadata=_json.dumps(meta), file_data=value.file.read()))
-    data = fields.get("data")
-    if isinstance(data, str):
-        with contextlib.suppress(ValueError):  # a plain string is data too
-            fields["data"] = _json.loads(data)
+    # ``data`` is text in a form: the block gets it as it was sent (JSON or not).
     return fields, tuple(files)
