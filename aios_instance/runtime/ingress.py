@@ -13,6 +13,7 @@ from typing import Any
 from starlette.routing import BaseRoute
 
 from ..control.access import AccessPolicy
+from ..ingest.grpc_server import GrpcIngest
 from ..ingest.http import InferRoutes
 from ..ingest.metrics import IngestMetrics
 from ..ingest.streams import StreamHub
@@ -77,8 +78,24 @@ class Ingress:
                 ).start()
                 self.ws_port = ws.port
                 closers.append(ws.close)
+            if s.grpc_port:
+                closers.append(self._start_grpc(redis, records))
         except BaseException:
             for close in reversed(closers):
                 close()
             raise
         return closers
+
+    def _start_grpc(self, redis: Any, records: DeadLetters) -> Callable[[], None]:
+        s = self.settings
+        server = GrpcIngest(
+            redis=redis,
+            block_id=records.block_id,
+            instance_id=records.instance_id,
+            metrics=self.metrics,
+            policy=self.policy,
+            host=s.control_bind,
+            port=s.grpc_port,
+        ).start()
+        self.grpc_port = server.port
+        return server.close
